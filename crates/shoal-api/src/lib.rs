@@ -1,0 +1,1 @@
+//! shoal-api: see ARCHITECTURE.md.

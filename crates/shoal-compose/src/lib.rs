@@ -1,0 +1,1 @@
+//! shoal-compose: see ARCHITECTURE.md.

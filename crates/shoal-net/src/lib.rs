@@ -1,0 +1,1 @@
+//! shoal-net: see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! shoal-runtime: see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! shoal-store: see ARCHITECTURE.md.

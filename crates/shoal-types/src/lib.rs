@@ -1,0 +1,1 @@
+//! shoal-types: see ARCHITECTURE.md.
