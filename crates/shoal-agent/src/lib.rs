@@ -1,1 +1,3 @@
-//! shoal-agent: see ARCHITECTURE.md.
+//! shoal-agent: the worker side of every node (session with the managers; task runners later).
+
+pub mod session;
