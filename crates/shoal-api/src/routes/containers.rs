@@ -1,0 +1,210 @@
+//! Standalone containers (`/containers…`) and exec (`/exec…`).
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use futures::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::{AppState, created, empty, logs_options, ok};
+use crate::backend::{ContainerListOptions, Logs};
+use crate::body::{JsonBody, OptionalJson, decode};
+use crate::error::{HttpError, HttpResult};
+use crate::query::QueryParams;
+use crate::stream::{
+    LogFormat, MULTIPLEXED, RAW_STREAM, encode_frame, format_log_payload, logs_response,
+};
+use crate::types::ApiError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/containers/json", get(list))
+        .route("/containers/create", post(create))
+        .route("/containers/{id}", axum::routing::delete(remove))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/top", get(top))
+        .route("/containers/{id}/exec", post(exec_create))
+        .route("/exec/{id}/start", post(exec_start))
+        .route("/exec/{id}/json", get(exec_inspect))
+}
+
+async fn list(State(b): State<AppState>, q: QueryParams) -> HttpResult {
+    let opts = ContainerListOptions {
+        all: q.bool("all"),
+        limit: q.opt_i64("limit")?,
+        size: q.bool("size"),
+        filters: q.filters()?,
+    };
+    ok(&b.container_list(opts).await?)
+}
+
+async fn create(
+    State(b): State<AppState>,
+    q: QueryParams,
+    JsonBody(body): JsonBody<Value>,
+) -> HttpResult {
+    let name = q.get("name").filter(|n| !n.is_empty()).map(str::to_string);
+    created(&b.container_create(name, body).await?)
+}
+
+async fn remove(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    b.container_remove(&id, q.bool("force"), q.bool("v"))
+        .await?;
+    empty(StatusCode::NO_CONTENT)
+}
+
+async fn inspect(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    ok(&b.container_inspect(&id, q.bool("size")).await?)
+}
+
+/// The CLI sends no body; old clients may send a HostConfig, which moby ignores too.
+async fn start(
+    State(b): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<Value>,
+) -> HttpResult {
+    b.container_start(&id).await?;
+    empty(StatusCode::NO_CONTENT)
+}
+
+fn signal(q: &QueryParams) -> Option<String> {
+    q.get("signal")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+async fn stop(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    b.container_stop(&id, q.opt_i64("t")?, signal(&q)).await?;
+    empty(StatusCode::NO_CONTENT)
+}
+
+async fn restart(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    b.container_restart(&id, q.opt_i64("t")?, signal(&q))
+        .await?;
+    empty(StatusCode::NO_CONTENT)
+}
+
+async fn kill(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    b.container_kill(&id, signal(&q)).await?;
+    empty(StatusCode::NO_CONTENT)
+}
+
+async fn wait(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    let cond = q
+        .get("condition")
+        .filter(|c| !c.is_empty())
+        .unwrap_or("not-running");
+    if !matches!(cond, "not-running" | "next-exit" | "removed") {
+        return Err(ApiError::invalid_argument(format!("invalid condition: {cond:?}")).into());
+    }
+    ok(&b.container_wait(&id, cond).await?)
+}
+
+async fn logs(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    let opts = logs_options(&q)?;
+    let fmt = LogFormat {
+        timestamps: opts.timestamps,
+        details: opts.details,
+    };
+    let logs = b.container_logs(&id, opts).await?;
+    Ok(logs_response(logs.lines, fmt, logs.tty))
+}
+
+async fn top(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    ok(&b.container_top(&id, &q.str("ps_args")).await?)
+}
+
+async fn exec_create(
+    State(b): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> HttpResult {
+    created(&b.exec_create(&id, body).await?)
+}
+
+async fn exec_inspect(State(b): State<AppState>, Path(id): Path<String>) -> HttpResult {
+    ok(&b.exec_inspect(&id).await?)
+}
+
+/// The docker CLI asks to upgrade the connection (`Upgrade: tcp`) and then reads the output
+/// frames from the raw socket; plain HTTP clients get a chunked stream instead. Stdin is not
+/// forwarded: output only.
+async fn exec_start(
+    State(b): State<AppState>,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> HttpResult {
+    let wants_upgrade = req.headers().contains_key(header::UPGRADE);
+    let on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let bytes = axum::body::to_bytes(req.into_body(), crate::body::MAX_JSON_BODY)
+        .await
+        .map_err(|e| {
+            HttpError(ApiError::invalid_argument(format!(
+                "failed to read request body: {e}"
+            )))
+        })?;
+    let body: Value = if bytes.iter().all(|c| c.is_ascii_whitespace()) {
+        Value::Object(Default::default())
+    } else {
+        decode(&bytes)?
+    };
+    let detach = body.get("Detach").and_then(Value::as_bool).unwrap_or(false);
+    let out = b.exec_start(&id, body).await?;
+    if detach {
+        return empty(StatusCode::OK);
+    }
+    let fmt = LogFormat::default();
+    match (wants_upgrade, on_upgrade) {
+        (true, Some(on_upgrade)) => {
+            let ct = if out.tty { RAW_STREAM } else { MULTIPLEXED };
+            tokio::spawn(pump_upgraded(on_upgrade, out, fmt));
+            let mut r = Response::new(axum::body::Body::empty());
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = r.headers_mut();
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            Ok(r)
+        }
+        _ => Ok(logs_response(out.lines, fmt, out.tty)),
+    }
+}
+
+/// Writes exec output onto the upgraded connection, then closes our side.
+async fn pump_upgraded(on_upgrade: hyper::upgrade::OnUpgrade, mut out: Logs, fmt: LogFormat) {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!("exec upgrade failed: {e}");
+            return;
+        }
+    };
+    let mut io = TokioIo::new(upgraded);
+    while let Some(item) = out.lines.next().await {
+        let chunk = match item {
+            Ok(line) => {
+                let payload = format_log_payload(&line, fmt);
+                if out.tty {
+                    bytes::Bytes::from(payload)
+                } else {
+                    encode_frame(line.stream, &payload)
+                }
+            }
+            Err(e) => encode_frame(crate::stream::StdStream::SystemErr, e.message.as_bytes()),
+        };
+        if io.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = io.shutdown().await;
+}

@@ -1,0 +1,63 @@
+//! `/networks…` and `/distribution/{name}/json`.
+
+use crate::types::NetworkCreateRequest;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode};
+
+use super::{AppState, created, empty, not_found, ok, registry_auth};
+use crate::body::JsonBody;
+use crate::error::HttpResult;
+use crate::query::QueryParams;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/networks", get(list))
+        .route("/networks/create", post(create))
+        .route("/networks/prune", post(prune))
+        .route("/networks/{id}", get(inspect).delete(remove))
+        .route("/distribution/{*name}", get(distribution))
+}
+
+async fn list(State(b): State<AppState>, q: QueryParams) -> HttpResult {
+    ok(&b.network_list(q.filters()?).await?)
+}
+
+async fn inspect(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
+    ok(&b
+        .network_inspect(&id, &q.str("scope"), q.bool("verbose"))
+        .await?)
+}
+
+async fn create(
+    State(b): State<AppState>,
+    JsonBody(req): JsonBody<NetworkCreateRequest>,
+) -> HttpResult {
+    created(&b.network_create(req).await?)
+}
+
+async fn remove(State(b): State<AppState>, Path(id): Path<String>) -> HttpResult {
+    b.network_remove(&id).await?;
+    empty(StatusCode::NO_CONTENT)
+}
+
+async fn prune(State(b): State<AppState>, q: QueryParams) -> HttpResult {
+    ok(&b.network_prune(q.filters()?).await?)
+}
+
+/// `{name}` is an image reference with `/` and `:` in it, so the route is a wildcard and the
+/// `/json` suffix is cut here.
+async fn distribution(
+    State(b): State<AppState>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+) -> HttpResult {
+    let Some(name) = rest.strip_suffix("/json").filter(|n| !n.is_empty()) else {
+        return Ok(not_found().await.into_response());
+    };
+    ok(&b
+        .distribution_inspect(name, registry_auth(&headers))
+        .await?)
+}
