@@ -1,1 +1,2 @@
 //! shoal-runtime: see ARCHITECTURE.md.
+pub mod image;

@@ -1,0 +1,18 @@
+//! Images: references, the local content-addressed store, layer unpacking, registry
+//! pull/push and archive import/load/save.
+
+pub mod archive;
+pub mod changes;
+pub mod digest;
+pub mod error;
+pub mod reference;
+pub mod spec;
+pub mod store;
+pub mod unpack;
+
+pub use archive::{LoadedImage, SaveFormat};
+pub use digest::Digest;
+pub use error::{ImageError, Result};
+pub use reference::Reference;
+pub use spec::{ContainerConfig, HealthConfig, ImageConfigFile};
+pub use store::{DiskUsage, ImageDeleteItem, ImageRecord, ImageStore, LayerInfo, PruneReport};
