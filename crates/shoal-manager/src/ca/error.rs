@@ -36,7 +36,6 @@ pub enum CaError {
 }
 
 impl CaError {
-    #[allow(dead_code)] // used by the on-disk store
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         CaError::Io {
             context: context.into(),
@@ -68,7 +67,6 @@ impl From<CaError> for Status {
 
 /// Formats an error with all its sources: tonic's transport error alone says only
 /// "transport error", the useful part (TLS alert, refused connection) is in the chain.
-#[allow(dead_code)] // used by the gRPC client
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();

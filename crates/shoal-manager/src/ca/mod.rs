@@ -9,13 +9,27 @@
 //! - [`Kek`] / [`Dek`] / [`seal`] / [`open`], [`NodeSecrets`], [`save_credentials`]: at-rest
 //!   encryption (autolock) and the on-disk layout of a node's credentials.
 
+mod authz;
+mod client;
 mod error;
 mod pki;
+mod seal;
+mod service;
+mod store;
+pub mod tls;
 mod token;
 
+pub use authz::authorize;
+pub use client::{JoinParams, NodeCredentials, join_bootstrap, renew};
 pub use error::CaError;
 pub use pki::{
     CA_COMMON_NAME, CA_VALIDITY, Csr, DEFAULT_NODE_CERT_VALIDITY, Identity, MIN_NODE_CERT_VALIDITY,
-    NodeKey, Role, RootCa, renewal_delay, renewal_due,
+    NodeKey, Role, RootCa, parse_identity, renewal_delay, renewal_due,
+};
+pub use seal::{Dek, Kek, SealKey, UNLOCK_KEY_PREFIX, UnlockKey, open, seal};
+pub use service::{JoinInfo, NodeCaService, NodeRegistrar};
+pub use store::{
+    CA_CERT_FILE, CERTIFICATES_DIR, NODE_CERT_FILE, NODE_KEY_FILE, NodeSecrets, credentials_exist,
+    load_credentials, save_credentials,
 };
 pub use token::{JOIN_TOKEN_PREFIX, JoinToken};
