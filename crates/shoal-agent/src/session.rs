@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 use tonic::transport::Channel;
 
-pub type ChannelFactory = Arc<dyn Fn(&str) -> Channel + Send + Sync>;
+pub type ChannelFactory = Arc<dyn Fn(&str) -> anyhow::Result<Channel> + Send + Sync>;
 
 /// What the session learned from the last successful heartbeat.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -77,7 +77,20 @@ impl Session {
                         list[rr % list.len()].clone()
                     }
                 };
-                let mut client = DispatcherClient::new(channels(&addr));
+                let channel = match channels(&addr) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        target = None;
+                        me.note_error(format!("{addr}: {e:#}"));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
+                    }
+                };
+                let mut client = DispatcherClient::new(channel);
                 let req = HeartbeatRequest {
                     description_json: cfg.description_json.clone(),
                     addr: cfg.advertise_addr.clone(),

@@ -13,8 +13,8 @@ pub struct DaemonArgs {
     /// Root of runtime state (sockets, mounts, pid files).
     #[arg(long)]
     pub exec_root: Option<PathBuf>,
-    /// API socket, e.g. unix:///run/shoal/shoal.sock (tcp://ADDR:PORT also accepted).
-    #[arg(long = "host")]
+    /// API socket, from the global `-H/--host` (unix:///run/shoal/shoal.sock by default).
+    #[arg(skip)]
     pub host: Option<String>,
     /// A TOML or JSON config file (keys as the long flags, with underscores).
     #[arg(long = "config-file")]

@@ -1,0 +1,218 @@
+//! A node that is part of a swarm: its credentials, its Raft store and gRPC server when it is a
+//! manager, and its heartbeat session with the leader.
+
+use super::config::DaemonConfig;
+use super::describe::describe;
+use super::local_state::LocalSwarmState;
+use anyhow::{Context, Result, anyhow};
+use shoal_agent::session::{Session, SessionConfig, SessionState};
+use shoal_manager::ca::{self, NodeCaService, NodeCredentials, Role};
+use shoal_manager::manager::Manager;
+use shoal_manager::raft_id::raft_id_for;
+use shoal_manager::services::{ControlService, DispatcherService, Registrar};
+use shoal_proto::control::{JoinRaftRequest, control_client::ControlClient};
+use shoal_store::{ChannelFactory, RaftConfig, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// How the active node comes up.
+pub enum Bootstrap {
+    /// From what is on disk (daemon restart).
+    Restart { force_new_cluster: bool },
+    /// A brand-new cluster: raft is initialized here, the caller writes the first objects.
+    NewCluster,
+    /// A manager that just joined through `via`: ask the leader to make us a voter.
+    JoinManager { via: String },
+}
+
+pub struct ActiveNode {
+    pub local: LocalSwarmState,
+    pub creds: NodeCredentials,
+    pub manager: Option<Arc<Manager>>,
+    pub session: watch::Receiver<SessionState>,
+    stop_tx: watch::Sender<bool>,
+    grpc: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+pub fn raft_dir(cfg: &DaemonConfig) -> std::path::PathBuf {
+    cfg.data_root.join("raft")
+}
+
+/// Channels to managers over mTLS with this node's certificate.
+pub fn mtls_channels(creds: &NodeCredentials) -> ChannelFactory {
+    let creds = creds.clone();
+    Arc::new(move |addr: &str| {
+        let ep = ca::tls::endpoint(addr, &creds).map_err(|e| anyhow!("{e}"))?;
+        Ok(ep
+            .timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .connect_lazy())
+    })
+}
+
+impl ActiveNode {
+    pub async fn start(
+        cfg: &DaemonConfig,
+        local: LocalSwarmState,
+        creds: NodeCredentials,
+        boot: Bootstrap,
+    ) -> Result<ActiveNode> {
+        let channels = mtls_channels(&creds);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut manager = None;
+        let mut grpc = None;
+        if creds.role == Role::Manager {
+            let mut raft_cfg = RaftConfig::new(
+                raft_id_for(&creds.node_id),
+                local.advertise_addr.clone(),
+                raft_dir(cfg),
+            );
+            if let Boot::Restart {
+                force_new_cluster: true,
+            } = Boot::from(&boot)
+            {
+                raft_cfg.force_new_cluster = true;
+            }
+            let store = Store::start(raft_cfg, channels.clone())
+                .await
+                .context("starting the raft store")?;
+            let m = Manager::new(
+                store.clone(),
+                creds.node_id.clone(),
+                local.advertise_addr.clone(),
+                channels.clone(),
+            );
+            let listen: SocketAddr = local
+                .listen_addr
+                .parse()
+                .with_context(|| format!("listen address {}", local.listen_addr))?;
+            let tls = ca::tls::server_tls_config(&creds).map_err(|e| anyhow!("{e}"))?;
+            // Bind first so a busy port is an error of this call, not of a background task.
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let (tx, rx) = oneshot::channel::<()>();
+            let router = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .context("TLS config of the cluster port")?
+                .add_service(store.grpc_service())
+                .add_service(NodeCaService::new(Registrar::new(m.clone())).into_server())
+                .add_service(ControlService::server(m.clone()))
+                .add_service(DispatcherService::server(m.clone()));
+            let handle = tokio::spawn(async move {
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = rx.await;
+                    })
+                    .await
+                {
+                    tracing::error!("cluster gRPC server stopped: {e}");
+                }
+            });
+            grpc = Some((tx, handle));
+            match &boot {
+                Bootstrap::NewCluster => {
+                    store
+                        .initialize_single()
+                        .await
+                        .map_err(|e| anyhow!("initializing raft: {e}"))?;
+                    store
+                        .wait_leader(Duration::from_secs(10))
+                        .await
+                        .ok_or_else(|| anyhow!("raft elected no leader"))?;
+                }
+                Bootstrap::JoinManager { via } => {
+                    join_raft(&channels, via, &creds, &local.advertise_addr).await?;
+                }
+                Bootstrap::Restart { .. } => {}
+            }
+            m.spawn_leader_loop(stop_rx.clone());
+            manager = Some(m);
+        }
+        let mut managers = local.managers.clone();
+        if creds.role == Role::Manager && !managers.contains(&local.advertise_addr) {
+            managers.insert(0, local.advertise_addr.clone());
+        }
+        let (_session, session_rx) = Session::start(
+            SessionConfig {
+                managers,
+                advertise_addr: local.advertise_addr.clone(),
+                description_json: serde_json::to_vec(&describe(&cfg.hostname))?,
+            },
+            channels,
+            stop_rx,
+        );
+        Ok(ActiveNode {
+            local,
+            creds,
+            manager,
+            session: session_rx,
+            stop_tx,
+            grpc,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop_tx.send(true);
+        if let Some(m) = &self.manager {
+            m.store.shutdown().await;
+        }
+        if let Some((tx, handle)) = self.grpc.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+        }
+    }
+
+    pub fn is_manager(&self) -> bool {
+        self.creds.role == Role::Manager
+    }
+}
+
+/// Only the variant matters when deciding raft options; avoids borrowing `via`.
+enum Boot {
+    Restart { force_new_cluster: bool },
+    Other,
+}
+
+impl From<&Bootstrap> for Boot {
+    fn from(b: &Bootstrap) -> Boot {
+        match b {
+            Bootstrap::Restart { force_new_cluster } => Boot::Restart {
+                force_new_cluster: *force_new_cluster,
+            },
+            _ => Boot::Other,
+        }
+    }
+}
+
+/// Ask the managers (starting with `via`) to add us to Raft; the one we reach forwards to the
+/// leader. Retries briefly: the leader may be mid-election.
+async fn join_raft(
+    channels: &ChannelFactory,
+    via: &str,
+    creds: &NodeCredentials,
+    advertise: &str,
+) -> Result<()> {
+    let raft_id = raft_id_for(&creds.node_id);
+    let mut last = String::new();
+    for _ in 0..20 {
+        let ch = channels(via)?;
+        let mut client = ControlClient::new(ch);
+        match client
+            .join_raft(JoinRaftRequest {
+                raft_id,
+                addr: advertise.to_string(),
+            })
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(s) => last = s.message().to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(anyhow!("could not join raft through {via}: {last}"))
+}

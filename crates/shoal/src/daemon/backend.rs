@@ -1,0 +1,454 @@
+//! The daemon's implementation of the REST API (`shoal_api::Backend`).
+
+use super::Daemon;
+use super::describe::{ENGINE_VERSION, kernel_version, memory_bytes, ncpu};
+use super::swarm::Slot;
+use async_trait::async_trait;
+use serde_json::Value;
+use shoal_api::types::{NetworkCreateRequest, NetworkInspect};
+use shoal_api::{
+    BackendResult, EventStream, EventsOptions, Filters, IdResponse, Logs, LogsOptions,
+    NetworkCreateResponse, ServiceCreateResponse, ServiceUpdateOptions, ServiceUpdateResponse,
+};
+use shoal_manager::nodes;
+use shoal_store::Change;
+use shoal_types::swarm::{
+    InitRequest, JoinRequest, LocalNodeState, Peer, UnlockKeyResponse, UnlockRequest, UpdateFlags,
+};
+use shoal_types::system::{ComponentVersion, PlatformName};
+use shoal_types::{
+    API_VERSION, ApiError, ClusterSpec, Config, ConfigSpec, MIN_API_VERSION, Node,
+    NodeSpec, Object, ObjectKind, Secret, SecretSpec, Service, ServiceSpec, Swarm, SwarmInfo,
+    SystemInfo, SystemVersion, Task, resolve,
+};
+use std::sync::Arc;
+
+pub struct DaemonBackend(pub Arc<Daemon>);
+
+/// What this build cannot do yet: a clear error, nothing changed.
+fn not_yet(what: &str) -> ApiError {
+    ApiError::internal(format!(
+        "{what} is not available in this build of shoal yet (cluster core only)"
+    ))
+}
+
+fn label_matches(labels: &std::collections::BTreeMap<String, String>, want: &str) -> bool {
+    match want.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(want),
+    }
+}
+
+fn node_matches(n: &Node, f: &Filters) -> bool {
+    let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
+        let vals = f.get(key);
+        vals.is_empty() || vals.iter().any(|v| pred(v))
+    };
+    any("id", &|v| n.id.starts_with(v))
+        && any("name", &|v| n.display_name().starts_with(v))
+        && any("label", &|v| label_matches(&n.description.engine.labels, v))
+        && any("node.label", &|v| label_matches(&n.spec.annotations.labels, v))
+        && any("role", &|v| n.spec.role.as_str() == v)
+        && any("membership", &|v| v == "accepted")
+}
+
+impl DaemonBackend {
+    async fn swarm_info(&self) -> SwarmInfo {
+        let d = &self.0;
+        let mut info = SwarmInfo::default();
+        match &*d.slot.read().await {
+            Slot::Inactive => info.local_node_state = LocalNodeState::Inactive,
+            Slot::Locked(local) => {
+                info.local_node_state = LocalNodeState::Locked;
+                info.node_id = local.node_id.clone();
+            }
+            Slot::Active(node) => {
+                let session = node.session.borrow().clone();
+                info.local_node_state = if session.connected || node.manager.is_some() {
+                    LocalNodeState::Active
+                } else {
+                    LocalNodeState::Pending
+                };
+                info.node_id = node.creds.node_id.clone();
+                info.node_addr = node
+                    .local
+                    .advertise_addr
+                    .rsplit_once(':')
+                    .map(|(h, _)| h.to_string())
+                    .unwrap_or_default();
+                info.error = session.last_error.clone().unwrap_or_default();
+                if let Some(m) = &node.manager {
+                    info.control_available = true;
+                    let nodes = m.nodes();
+                    info.nodes = nodes.len() as i64;
+                    info.managers = nodes.iter().filter(|n| n.manager_status.is_some()).count() as i64;
+                    info.remote_managers = nodes
+                        .iter()
+                        .filter_map(|n| {
+                            n.manager_status.as_ref().map(|ms| Peer {
+                                node_id: n.id.clone(),
+                                addr: ms.addr.clone(),
+                            })
+                        })
+                        .collect();
+                    info.cluster = m.cluster().map(|c| c.to_cluster_info());
+                    if !info.error.is_empty() && m.is_leader() {
+                        info.error.clear();
+                    }
+                } else {
+                    info.remote_managers = session
+                        .managers
+                        .iter()
+                        .map(|a| Peer {
+                            node_id: String::new(),
+                            addr: a.clone(),
+                        })
+                        .collect();
+                }
+            }
+        }
+        info
+    }
+
+    fn find_node(&self, nodes: &[Node], id: &str) -> BackendResult<Node> {
+        resolve(nodes.iter(), id)
+            .cloned()
+            .map_err(|e| e.into_api("node"))
+    }
+}
+
+#[async_trait]
+impl shoal_api::Backend for DaemonBackend {
+    async fn swarm_ping_state(&self) -> String {
+        match &*self.0.slot.read().await {
+            Slot::Inactive => "inactive".into(),
+            Slot::Locked(_) => "locked".into(),
+            Slot::Active(n) if n.manager.is_some() => "active/manager".into(),
+            Slot::Active(_) => "active/worker".into(),
+        }
+    }
+
+    async fn version(&self) -> BackendResult<SystemVersion> {
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("ApiVersion".into(), API_VERSION.into());
+        details.insert("MinAPIVersion".into(), MIN_API_VERSION.into());
+        details.insert("Os".into(), std::env::consts::OS.into());
+        details.insert("Arch".into(), arch());
+        Ok(SystemVersion {
+            platform: PlatformName {
+                name: "Shoal".into(),
+            },
+            components: vec![ComponentVersion {
+                name: "Engine".into(),
+                version: ENGINE_VERSION.into(),
+                details,
+            }],
+            version: ENGINE_VERSION.into(),
+            api_version: API_VERSION.into(),
+            min_api_version: MIN_API_VERSION.into(),
+            git_commit: String::new(),
+            go_version: format!("rust (shoal {ENGINE_VERSION})"),
+            os: std::env::consts::OS.into(),
+            arch: arch(),
+            kernel_version: kernel_version(),
+            experimental: false,
+            build_time: String::new(),
+        })
+    }
+
+    async fn info(&self) -> BackendResult<SystemInfo> {
+        let d = &self.0;
+        let swarm = self.swarm_info().await;
+        Ok(SystemInfo {
+            id: swarm.node_id.clone(),
+            driver: "overlay2".into(),
+            kernel_version: kernel_version(),
+            operating_system: "linux".into(),
+            os_type: "linux".into(),
+            architecture: std::env::consts::ARCH.into(),
+            ncpu: ncpu(),
+            mem_total: memory_bytes(),
+            docker_root_dir: d.cfg.data_root.display().to_string(),
+            name: d.cfg.hostname.clone(),
+            server_version: ENGINE_VERSION.into(),
+            default_runtime: d.cfg.runtime.clone(),
+            logging_driver: "json-file".into(),
+            cgroup_driver: "cgroupfs".into(),
+            swarm,
+            ..Default::default()
+        })
+    }
+
+    async fn events(&self, _opts: EventsOptions) -> BackendResult<EventStream> {
+        Err(not_yet("the events stream"))
+    }
+
+    async fn swarm_inspect(&self) -> BackendResult<Swarm> {
+        let m = self.0.manager().await?;
+        m.cluster()
+            .map(|c| c.to_swarm())
+            .ok_or_else(|| ApiError::unavailable("the cluster state is not known yet"))
+    }
+
+    async fn swarm_init(&self, req: InitRequest) -> BackendResult<String> {
+        self.0.swarm_init(req).await
+    }
+
+    async fn swarm_join(&self, req: JoinRequest) -> BackendResult<()> {
+        self.0.swarm_join(req).await
+    }
+
+    async fn swarm_leave(&self, force: bool) -> BackendResult<()> {
+        self.0.swarm_leave(force).await
+    }
+
+    async fn swarm_update(
+        &self,
+        version: u64,
+        spec: ClusterSpec,
+        flags: UpdateFlags,
+    ) -> BackendResult<()> {
+        self.0.swarm_update(version, spec, flags).await
+    }
+
+    async fn swarm_unlock(&self, req: UnlockRequest) -> BackendResult<()> {
+        self.0.swarm_unlock(req).await
+    }
+
+    async fn swarm_unlock_key(&self) -> BackendResult<UnlockKeyResponse> {
+        Ok(UnlockKeyResponse {
+            unlock_key: self.0.swarm_unlock_key().await?,
+        })
+    }
+
+    async fn node_list(&self, filters: Filters) -> BackendResult<Vec<Node>> {
+        filters.validate(&["id", "name", "label", "node.label", "role", "membership"])?;
+        let m = self.0.manager().await?;
+        let mut nodes: Vec<Node> = m
+            .nodes()
+            .into_iter()
+            .filter(|n| node_matches(n, &filters))
+            .collect();
+        nodes.sort_by(|a, b| a.description.hostname.cmp(&b.description.hostname));
+        Ok(nodes)
+    }
+
+    async fn node_inspect(&self, id: &str) -> BackendResult<Node> {
+        let m = self.0.manager().await?;
+        self.find_node(&m.nodes(), id)
+    }
+
+    async fn node_update(&self, id: &str, version: u64, spec: NodeSpec) -> BackendResult<()> {
+        let m = self.0.manager().await?;
+        let node = self.find_node(&m.raw_nodes(), id)?;
+        if node.meta.version.index != version {
+            return Err(ApiError::out_of_sequence());
+        }
+        let updated = nodes::plan_update(&node, spec, &m.membership())?;
+        m.propose(vec![Change::Update {
+            object: Object::Node(updated),
+            expected_version: Some(version),
+        }])
+        .await?;
+        Ok(())
+    }
+
+    async fn node_remove(&self, id: &str, force: bool) -> BackendResult<()> {
+        let m = self.0.manager().await?;
+        let node = self.find_node(&m.raw_nodes(), id)?;
+        nodes::check_remove(&node, force, &m.membership())?;
+        if node.id == m.node_id {
+            return Err(ApiError::invalid_argument(
+                "a node cannot remove itself: use `swarm leave` on it instead",
+            ));
+        }
+        let cluster = m
+            .cluster()
+            .ok_or_else(|| ApiError::unavailable("the cluster state is not known yet"))?;
+        let mut updated = cluster.clone();
+        updated.blacklisted_certificates.insert(
+            node.id.clone(),
+            shoal_types::swarm::BlacklistedCertificate {
+                expiry: Some(chrono::Utc::now() + chrono::Duration::days(97)),
+            },
+        );
+        // A removed manager leaves Raft too: the leader loop drops voters without a node.
+        let changes = vec![
+            Change::Delete {
+                kind: ObjectKind::Node,
+                id: node.id.clone(),
+                expected_version: Some(node.meta.version.index),
+            },
+            Change::Update {
+                object: Object::Cluster(updated),
+                expected_version: Some(cluster.meta.version.index),
+            },
+        ];
+        m.propose(changes).await?;
+        Ok(())
+    }
+
+    async fn service_list(&self, filters: Filters, _status: bool) -> BackendResult<Vec<Service>> {
+        filters.validate(&["id", "name", "label", "mode", "runtime"])?;
+        let m = self.0.manager().await?;
+        Ok(m.view()
+            .list(ObjectKind::Service)
+            .filter_map(|o| match o {
+                Object::Service(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn service_inspect(&self, id: &str, _insert_defaults: bool) -> BackendResult<Service> {
+        let m = self.0.manager().await?;
+        let view = m.view();
+        let services: Vec<&Service> = view
+            .list(ObjectKind::Service)
+            .filter_map(|o| match o {
+                Object::Service(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        resolve(services.into_iter(), id)
+            .cloned()
+            .map_err(|e| e.into_api("service"))
+    }
+
+    async fn service_create(
+        &self,
+        _spec: ServiceSpec,
+        _registry_auth: Option<String>,
+    ) -> BackendResult<ServiceCreateResponse> {
+        self.0.manager().await?;
+        Err(not_yet("creating services"))
+    }
+
+    async fn service_update(
+        &self,
+        _id: &str,
+        _spec: ServiceSpec,
+        _opts: ServiceUpdateOptions,
+    ) -> BackendResult<ServiceUpdateResponse> {
+        self.0.manager().await?;
+        Err(not_yet("updating services"))
+    }
+
+    async fn service_remove(&self, id: &str) -> BackendResult<()> {
+        self.service_inspect(id, false).await?;
+        Err(not_yet("removing services"))
+    }
+
+    async fn service_logs(&self, id: &str, _opts: LogsOptions) -> BackendResult<Logs> {
+        self.service_inspect(id, false).await?;
+        Err(not_yet("service logs"))
+    }
+
+    async fn task_list(&self, filters: Filters) -> BackendResult<Vec<Task>> {
+        filters.validate(&[
+            "id",
+            "name",
+            "service",
+            "node",
+            "desired-state",
+            "label",
+            "_up-to-date",
+            "runtime",
+        ])?;
+        let m = self.0.manager().await?;
+        Ok(m.view()
+            .list(ObjectKind::Task)
+            .filter_map(|o| match o {
+                Object::Task(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn task_inspect(&self, id: &str) -> BackendResult<Task> {
+        let m = self.0.manager().await?;
+        match m.view().get(ObjectKind::Task, id) {
+            Some(Object::Task(t)) => Ok(t.clone()),
+            _ => Err(ApiError::not_found(format!("task {id} not found"))),
+        }
+    }
+
+    async fn task_logs(&self, id: &str, _opts: LogsOptions) -> BackendResult<Logs> {
+        self.task_inspect(id).await?;
+        Err(not_yet("task logs"))
+    }
+
+    async fn secret_list(&self, _filters: Filters) -> BackendResult<Vec<Secret>> {
+        self.0.manager().await?;
+        Err(not_yet("secrets"))
+    }
+    async fn secret_create(&self, _spec: SecretSpec) -> BackendResult<IdResponse> {
+        self.0.manager().await?;
+        Err(not_yet("secrets"))
+    }
+    async fn secret_inspect(&self, _id: &str) -> BackendResult<Secret> {
+        self.0.manager().await?;
+        Err(not_yet("secrets"))
+    }
+    async fn secret_update(&self, _id: &str, _v: u64, _spec: SecretSpec) -> BackendResult<()> {
+        self.0.manager().await?;
+        Err(not_yet("secrets"))
+    }
+    async fn secret_remove(&self, _id: &str) -> BackendResult<()> {
+        self.0.manager().await?;
+        Err(not_yet("secrets"))
+    }
+
+    async fn config_list(&self, _filters: Filters) -> BackendResult<Vec<Config>> {
+        self.0.manager().await?;
+        Err(not_yet("configs"))
+    }
+    async fn config_create(&self, _spec: ConfigSpec) -> BackendResult<IdResponse> {
+        self.0.manager().await?;
+        Err(not_yet("configs"))
+    }
+    async fn config_inspect(&self, _id: &str) -> BackendResult<Config> {
+        self.0.manager().await?;
+        Err(not_yet("configs"))
+    }
+    async fn config_update(&self, _id: &str, _v: u64, _spec: ConfigSpec) -> BackendResult<()> {
+        self.0.manager().await?;
+        Err(not_yet("configs"))
+    }
+    async fn config_remove(&self, _id: &str) -> BackendResult<()> {
+        self.0.manager().await?;
+        Err(not_yet("configs"))
+    }
+
+    async fn network_list(&self, _filters: Filters) -> BackendResult<Vec<NetworkInspect>> {
+        Err(not_yet("networks"))
+    }
+    async fn network_inspect(
+        &self,
+        _id: &str,
+        _scope: &str,
+        _verbose: bool,
+    ) -> BackendResult<NetworkInspect> {
+        Err(not_yet("networks"))
+    }
+    async fn network_create(
+        &self,
+        _req: NetworkCreateRequest,
+    ) -> BackendResult<NetworkCreateResponse> {
+        Err(not_yet("networks"))
+    }
+    async fn network_remove(&self, _id: &str) -> BackendResult<()> {
+        Err(not_yet("networks"))
+    }
+    async fn network_prune(&self, _filters: Filters) -> BackendResult<Value> {
+        Err(not_yet("networks"))
+    }
+}
+
+fn arch() -> String {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        other => other.into(),
+    }
+}
