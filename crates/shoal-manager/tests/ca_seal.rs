@@ -187,6 +187,20 @@ fn credentials_round_trip_keep_dek_and_lock() {
         Some(dek)
     );
 
+    // A certificate the root did not sign is refused.
+    let stranger = RootCa::generate().unwrap();
+    let err = NodeCredentials::from_parts(
+        creds.key_pem.clone(),
+        creds.cert_pem.clone(),
+        stranger.cert_pem().to_string(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not valid for this root CA"),
+        "{err}"
+    );
+    assert!(!creds.is_expired().unwrap());
+
     // A key that does not belong to the certificate is refused.
     let other = node_creds();
     NodeSecrets {

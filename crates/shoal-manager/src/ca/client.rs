@@ -9,7 +9,7 @@ use tonic::transport::Channel;
 
 use super::error::{CaError, chain};
 use super::pki::{Identity, NodeKey, Role, pem_cert_der, sha256};
-use super::tls::pinned_endpoint;
+use super::tls::{pinned_endpoint, verify_node_cert};
 use super::token::JoinToken;
 
 /// Timeout of each CA call made while joining or renewing.
@@ -45,7 +45,18 @@ impl NodeCredentials {
         ca_pem: String,
     ) -> Result<NodeCredentials, CaError> {
         let id = Identity::from_pem(&cert_pem)?;
-        pem_cert_der(&ca_pem)?;
+        // Checked at a point inside the certificate's validity, not "now": credentials of a
+        // node that was down past expiry still load (it then has to rejoin), but a certificate
+        // that the root did not sign never does.
+        verify_node_cert(
+            &pem_cert_der(&cert_pem)?,
+            &pem_cert_der(&ca_pem)?,
+            id.not_before
+                + id.not_after
+                    .duration_since(id.not_before)
+                    .unwrap_or_default()
+                    / 2,
+        )?;
         if !NodeKey::from_pem(&key_pem)?.matches_cert(&cert_pem)? {
             return Err(CaError::Cert(
                 "the node key does not belong to the node certificate".into(),
@@ -59,6 +70,11 @@ impl NodeCredentials {
             role: id.role,
             cluster_id: id.cluster_id,
         })
+    }
+
+    /// True if the node certificate has expired (the node must rejoin with a token).
+    pub fn is_expired(&self) -> Result<bool, CaError> {
+        Ok(self.identity()?.not_after <= std::time::SystemTime::now())
     }
 
     /// The identity (with validity) of the node certificate.

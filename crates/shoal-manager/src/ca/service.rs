@@ -88,6 +88,11 @@ impl<R: NodeRegistrar> NodeCaService<R> {
             ));
         }
         let (worker, manager) = self.registrar.tokens();
+        if worker.is_empty() || manager.is_empty() {
+            return Err(Status::unavailable(
+                "the cluster's join tokens are not known yet: try again",
+            ));
+        }
         let worker = JoinToken::parse(&worker)
             .map_err(|e| Status::internal(format!("cluster worker token: {e}")))?;
         let manager = JoinToken::parse(&manager)

@@ -21,6 +21,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity as TlsIdentity, ServerTlsConfig,
@@ -38,6 +39,27 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Checks that `cert_der` is a node certificate signed by the root `ca_der` (signature, key
+/// usage, chain) as a TLS peer would, at time `at`.
+pub(crate) fn verify_node_cert(
+    cert_der: &CertificateDer<'_>,
+    ca_der: &CertificateDer<'_>,
+    at: std::time::SystemTime,
+) -> Result<(), CaError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(ca_der.clone().into_owned())
+        .map_err(|e| CaError::Cert(format!("unusable root CA: {e}")))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| CaError::Cert(format!("unusable root CA: {e}")))?;
+    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    verifier
+        .verify_client_cert(cert_der, &[], UnixTime::since_unix_epoch(secs))
+        .map(|_| ())
+        .map_err(|e| CaError::Cert(format!("node certificate not valid for this root CA: {e}")))
 }
 
 /// TLS config for a manager serving the cluster port: presents the node certificate (and the
