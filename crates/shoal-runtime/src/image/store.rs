@@ -749,6 +749,12 @@ impl Txn {
         self.commit_blob(w, expected, what)
     }
 
+    /// Pins a blob that is already present so GC leaves it alone; false if absent.
+    pub fn reuse_blob(&self, d: &Digest) -> bool {
+        self.pin(blob_key(d));
+        self.store.has_blob(d)
+    }
+
     /// Pins a layer that is already unpacked; its info, or None if absent.
     pub fn reuse_layer(&self, diff_id: &Digest) -> Option<LayerInfo> {
         self.pin(layer_key(diff_id));
@@ -886,7 +892,7 @@ impl Txn {
 
     /// Marks the work as complete: objects not referenced by a record will be left for GC
     /// instead of being rolled back.
-    pub fn finish(self) {
+    pub fn finish(&self) {
         *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
     }
 }
