@@ -103,9 +103,28 @@ impl Identity {
         parse_identity(&pem_cert_der(cert_pem)?)
     }
 
-    /// When this certificate should be renewed (random point in 50–80 % of its validity).
+    /// When this certificate should be renewed: a point in 50–80 % of its validity that is
+    /// spread across nodes but fixed for a given certificate, so that checking it on every
+    /// tick does not draw again (repeated draws would renew near 50 % every time).
     pub fn renewal_due(&self) -> SystemTime {
-        renewal_due(self.not_before, self.not_after)
+        let secs = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                .to_be_bytes()
+        };
+        let mut h = Sha256::new();
+        h.update(self.node_id.as_bytes());
+        h.update(secs(self.not_before));
+        h.update(secs(self.not_after));
+        let d = h.finalize();
+        let x = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+        let frac = 0.5 + 0.3 * (f64::from(x) / f64::from(u32::MAX));
+        let total = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or_default();
+        self.not_before + total.mul_f64(frac)
     }
 }
 
@@ -152,7 +171,8 @@ fn unix_to_system(secs: i64) -> SystemTime {
 }
 
 /// A random point in [50 %, 80 %] of the validity window, so that a cluster whose nodes all
-/// joined at once does not renew all at once.
+/// joined at once does not renew all at once. Each call draws again: draw once per
+/// certificate and keep the result (or use [`Identity::renewal_due`], which is stable).
 pub fn renewal_due(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
     let total = not_after.duration_since(not_before).unwrap_or_default();
     let frac: f64 = rand::thread_rng().gen_range(0.5..=0.8);
@@ -483,6 +503,28 @@ mod tests {
             let off = due.duration_since(start).unwrap().as_secs_f64();
             assert!((500.0..=800.0).contains(&off), "{off}");
         }
+    }
+
+    #[test]
+    fn identity_renewal_point_is_stable_and_in_range() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..50 {
+            let id = Identity {
+                node_id: format!("node{i}"),
+                role: Role::Worker,
+                cluster_id: "c".into(),
+                not_before: start,
+                not_after: start + Duration::from_secs(1000),
+            };
+            let due = id.renewal_due();
+            assert_eq!(due, id.renewal_due());
+            let off = due.duration_since(start).unwrap().as_secs_f64();
+            assert!((500.0..=800.0).contains(&off), "{off}");
+            seen.insert(due);
+        }
+        // Spread across nodes.
+        assert!(seen.len() > 10, "{}", seen.len());
     }
 
     #[test]
