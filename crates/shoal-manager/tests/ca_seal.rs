@@ -55,6 +55,10 @@ fn unlock_key_format_and_parse() {
             "{bad}: {err}"
         );
     }
+    // Docker's format (unpadded standard base64), as printed by `docker swarm update --autolock`.
+    let docker = "SWMKEY-1-z9oAfp8Y3GQm/HPoOJ727eQiAFOx5d6oFhB6KT8oub8";
+    assert_eq!(Kek::parse(docker).unwrap().to_string(), docker);
+
     // A sealed record opens only with the same unlock key.
     let sealed = seal(&k, b"secret");
     assert_eq!(open(&Kek::parse(&s).unwrap(), &sealed).unwrap(), b"secret");

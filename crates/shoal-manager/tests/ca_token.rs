@@ -84,3 +84,15 @@ fn debug_output_hides_the_secret() {
     let dbg = format!("{tok:?}");
     assert!(!dbg.contains(&s[60..]), "{dbg}");
 }
+
+#[test]
+fn docker_format_token_parses_and_formats_back_identically() {
+    // The example token from Docker's swarm documentation.
+    let docker =
+        "SWMTKN-1-0j52ln6hxjpxk2wgk917abcnxywj3xed0y8vi1e5m9t3uttrtu-7bnxvvlz2mrcpfonjuztmtts9";
+    let tok = JoinToken::parse(docker).unwrap();
+    assert_eq!(tok.to_string(), docker);
+    // Base36 digits are case-insensitive.
+    let upper_body = format!("SWMTKN-1-{}", docker[9..].to_uppercase());
+    assert!(JoinToken::parse(&upper_body).unwrap().matches(&tok));
+}
