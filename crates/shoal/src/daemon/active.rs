@@ -76,9 +76,7 @@ impl ActiveNode {
             {
                 raft_cfg.force_new_cluster = true;
             }
-            let store = Store::start(raft_cfg, channels.clone())
-                .await
-                .context("starting the raft store")?;
+            let store = start_store(raft_cfg, channels.clone()).await?;
             let m = Manager::new(
                 store.clone(),
                 creds.node_id.clone(),
@@ -165,6 +163,14 @@ impl ActiveNode {
             let _ = tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
         }
+        // The raft database is released only when the last reference to the store goes
+        // (services, leader loop); a restart in this process must not find it still open.
+        if let Some(m) = self.manager.take() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(&m) > 1 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     pub fn is_manager(&self) -> bool {
@@ -215,4 +221,20 @@ async fn join_raft(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Err(anyhow!("could not join raft through {via}: {last}"))
+}
+
+/// Opens the store, waiting briefly if a previous instance in this process still holds the
+/// database (it is released once its last reference drops).
+async fn start_store(cfg: RaftConfig, channels: ChannelFactory) -> Result<Store> {
+    let mut attempt = 0;
+    loop {
+        match Store::start(cfg.clone(), channels.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) if attempt < 50 && format!("{e:#}").contains("already open") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.context("starting the raft store")),
+        }
+    }
 }
