@@ -29,6 +29,15 @@ use crate::version::API_VERSION;
 
 type Conn = SendRequest<Full<Bytes>>;
 
+/// Start of the message of every error that means "no daemon answered" (as opposed to an
+/// error the daemon sent); see [`is_connect_error`].
+pub const CONNECT_ERROR_PREFIX: &str = "Cannot connect to the Shoal daemon at";
+
+/// True when the error comes from failing to reach the daemon, not from the daemon.
+pub fn is_connect_error(e: &ApiError) -> bool {
+    e.kind == ErrorKind::Unavailable && e.message.starts_with(CONNECT_ERROR_PREFIX)
+}
+
 /// What `/_ping` reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PingInfo {
@@ -138,7 +147,7 @@ impl Client {
 
     fn connect_error(&self, e: impl std::fmt::Display) -> ApiError {
         ApiError::unavailable(format!(
-            "Cannot connect to the Shoal daemon at {}. Is the shoal daemon running? ({e})",
+            "{CONNECT_ERROR_PREFIX} {}. Is the shoal daemon running? ({e})",
             self.host
         ))
     }
@@ -292,6 +301,21 @@ impl Client {
             None => None,
         };
         self.call(method, path, body, &[]).await.map(|_| ())
+    }
+
+    /// `GET` any API path (without the version prefix) and decode the JSON reply.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.get(path).await
+    }
+
+    /// Send a JSON body to any API path and decode the JSON reply (`()` for empty replies).
+    pub async fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        self.send(method, path, body, &[]).await
     }
 
     // ---- system ----
