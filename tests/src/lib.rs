@@ -92,6 +92,24 @@ impl Host {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Run the `shoal` CLI with `input` on its standard input.
+    pub fn shoal_stdin(&self, args: &[&str], input: &str) -> Result<std::process::Output> {
+        use std::io::Write;
+        let mut child = Command::new(shoal_bin())
+            .arg("-H")
+            .arg(self.host_uri())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running shoal CLI")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+
     pub fn shoal_output(&self, args: &[&str]) -> Result<std::process::Output> {
         Command::new(shoal_bin())
             .arg("-H")
@@ -460,4 +478,25 @@ pub fn wait_for<T>(
         std::thread::sleep(Duration::from_millis(200));
     }
     Err(anyhow!("timed out after {limit:?} waiting for {what}: {last}"))
+}
+
+/// Run `f` on a thread inside network namespace `ns` (with its own current-thread runtime), so
+/// a test can speak gRPC to lab hosts as if it were on one of them.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).with_context(|| path.clone())?;
+    let handle = std::thread::spawn(move || -> Result<T> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: setns on this thread only; the thread ends after `f`.
+        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+            bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        Ok(f())
+    });
+    handle
+        .join()
+        .map_err(|_| anyhow!("thread in {ns} panicked"))?
 }

@@ -329,3 +329,38 @@ fn stock_docker_cli_drives_the_cluster() {
     let version = h1.docker(&["version"]).unwrap();
     assert!(version.contains("1.47"), "{version}");
 }
+
+#[test]
+fn autolock_needs_the_unlock_key_after_restart() {
+    let mut lab = lab(1);
+    let h = lab.host(1);
+    let out = h
+        .shoal(&["swarm", "init", "--autolock", "--advertise-addr", &h.addr])
+        .unwrap();
+    assert!(out.contains("SWMKEY-1-"), "{out}");
+    let key = h.shoal(&["swarm", "unlock-key", "-q"]).unwrap();
+    let key = key.trim().to_string();
+    assert!(key.starts_with("SWMKEY-1-"));
+    // The node key on disk is sealed.
+    let key_file = std::fs::read_to_string(h.data_root().join("certificates/swarm-node.key"))
+        .unwrap_or_default();
+    assert!(!key_file.contains("BEGIN PRIVATE KEY"), "node key stored in clear");
+
+    lab.host_mut(1).stop().unwrap();
+    lab.host_mut(1).start().unwrap();
+    let h = lab.host(1);
+    let info = h.api_get("/info").unwrap();
+    assert_eq!(info["Swarm"]["LocalNodeState"], "locked");
+    let out = h.shoal_output(&["node", "ls"]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unlock"));
+    let wrong = "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let out = h.shoal_stdin(&["swarm", "unlock"], &format!("{wrong}\n")).unwrap();
+    assert!(!out.status.success());
+    assert_eq!(h.api_get("/info").unwrap()["Swarm"]["LocalNodeState"], "locked");
+    let out = h.shoal_stdin(&["swarm", "unlock"], &format!("{key}\n")).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the unlocked manager", Duration::from_secs(20), || {
+        Ok(all_ready(lab.host(1), 1).ok().flatten())
+    })
+    .unwrap();
+}

@@ -177,6 +177,7 @@ impl Daemon {
         .await;
         match result {
             Ok(node) => {
+                *self.unlock_key_used.lock().await = unlock.as_ref().map(|k| k.unlock_key_string());
                 *self.slot.write().await = Slot::Active(node);
                 self.spawn_watch();
                 Ok(node_id)
@@ -373,6 +374,7 @@ impl Daemon {
         )
         .await
         .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        *self.unlock_key_used.lock().await = Some(key.unlock_key_string());
         *slot = Slot::Active(node);
         drop(slot);
         self.spawn_watch();
