@@ -253,3 +253,66 @@ fn bad_archives_are_refused_and_leave_nothing() {
     assert!(e.to_string().contains("../../x"), "{e}");
     assert_empty(&store, "escaping import");
 }
+
+#[test]
+fn legacy_docker_archive_with_symlinked_layers_gzipped() {
+    require_root();
+    let imgs = test_images();
+    let good = fs::read(imgs.path().join("both.tar")).expect("read");
+    let m: serde_json::Value =
+        serde_json::from_slice(&read_entry(&good, "manifest.json")).expect("manifest.json");
+    let s = |v: &serde_json::Value| v.as_str().expect("string").to_string();
+    let (bb_cfg, web_cfg) = (s(&m[0]["Config"]), s(&m[1]["Config"]));
+    let (base, www) = (s(&m[1]["Layers"][0]), s(&m[1]["Layers"][1]));
+
+    // Pre-25 layout: <id>.json configs, <dir>/layer.tar layers, a repeated layer as a symlink.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, data).expect("append");
+    };
+    add("bbconfig.json", &read_entry(&good, &bb_cfg));
+    add("webconfig.json", &read_entry(&good, &web_cfg));
+    add("l1/layer.tar", &read_entry(&good, &base));
+    add("l1/VERSION", b"1.0");
+    add("l2/layer.tar", &read_entry(&good, &www));
+    add(
+        "manifest.json",
+        serde_json::json!([
+            {"Config": "bbconfig.json", "RepoTags": ["legacy/bb:1"], "Layers": ["l1/layer.tar"]},
+            {"Config": "webconfig.json", "RepoTags": ["legacy/web:1", "legacy/web:latest"], "Layers": ["l3/layer.tar", "l2/layer.tar"]},
+        ])
+        .to_string()
+        .as_bytes(),
+    );
+    add("repositories", br#"{"legacy/bb":{"1":"l1"}}"#);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "l3", "l1").expect("symlink");
+    let legacy = b.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &legacy).expect("gzip");
+    let legacy_gz = gz.finish().expect("gzip");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(dir.path()).expect("open");
+    let loaded = store
+        .load(&mut Cursor::new(&legacy_gz))
+        .expect("load legacy gzip archive");
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(
+        loaded[1].tags,
+        vec!["legacy/web:1".to_string(), "legacy/web:latest".to_string()]
+    );
+    let web = store.get("legacy/web").expect("web");
+    assert_eq!(web.id.as_str(), web_cfg.replace("blobs/sha256/", "sha256:"));
+    assert_eq!(
+        store.get("legacy/bb:1").expect("bb").diff_ids[0],
+        web.diff_ids[0]
+    );
+    assert_eq!(store.disk_usage().expect("du").layer_count, 2);
+}

@@ -145,13 +145,17 @@ impl ImageStore {
         Ok(rec)
     }
 
-    /// `docker load`: reads a docker-archive (`manifest.json`) or an OCI image layout
-    /// (`index.json` + `oci-layout`). All images in it are stored, or none.
+    /// `docker load`: reads a docker-archive (`manifest.json`, legacy or Docker 25+) or an OCI
+    /// image layout (`index.json` + `oci-layout`), plain or gzip/zstd-compressed. All images
+    /// in it are stored, or none.
     pub fn load(&self, reader: &mut dyn Read) -> Result<Vec<LoadedImage>> {
         let dir = self.tmp_path("load");
         fs::create_dir(&dir).map_err(ImageError::io(format!("creating {}", dir.display())))?;
         let _guard = TempGuard(Some(dir.clone()));
-        let ex = Extracted::read(reader, &dir)?;
+        // `docker load` also takes gzip- or zstd-compressed archives.
+        let (_, plain) = unpack::decompress(reader)
+            .map_err(|e| ImageError::CorruptArchive(format!("reading archive: {e}")))?;
+        let ex = Extracted::read(plain, &dir)?;
         let txn = self.txn();
         let pending = if ex.has("manifest.json") {
             load_docker_archive(&txn, &ex)?
@@ -439,7 +443,7 @@ fn clean_name(raw: &Path) -> Result<String> {
 }
 
 impl Extracted {
-    fn read(reader: &mut dyn Read, dir: &Path) -> Result<Extracted> {
+    fn read(reader: impl Read, dir: &Path) -> Result<Extracted> {
         let corrupt = |e: io::Error| ImageError::CorruptArchive(format!("reading archive: {e}"));
         let mut ar = tar::Archive::new(reader);
         let mut ex = Extracted {

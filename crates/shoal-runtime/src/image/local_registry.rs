@@ -50,13 +50,28 @@ impl LocalRegistry {
         )))
     }
 
+    /// Starts a registry listening on `addr` (e.g. a lab bridge address; clients must then
+    /// list it in `insecure_registries`, as it speaks plain HTTP).
+    pub fn start_at(dir: &Path, addr: SocketAddr) -> Result<LocalRegistry> {
+        if !Path::new(REGISTRY_BINARY).is_file() {
+            return Err(ImageError::Unsupported(format!(
+                "{REGISTRY_BINARY} not found: install the Debian package docker-registry"
+            )));
+        }
+        Self::spawn(dir, addr)
+    }
+
     fn start_on(dir: &Path, port: u16) -> Result<LocalRegistry> {
+        Self::spawn(dir, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    fn spawn(dir: &Path, addr: SocketAddr) -> Result<LocalRegistry> {
         let storage = dir.join("storage");
         fs::create_dir_all(&storage)
             .map_err(ImageError::io(format!("creating {}", storage.display())))?;
         let config = dir.join("config.yml");
         let yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
             storage.display()
         );
         fs::write(&config, yaml)
@@ -75,7 +90,6 @@ impl LocalRegistry {
             .stderr(err)
             .spawn()
             .map_err(ImageError::io(format!("starting {REGISTRY_BINARY}")))?;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mut reg = LocalRegistry { child, addr, log };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

@@ -78,6 +78,31 @@ pub struct Credentials {
     pub registry_token: Option<String>,
 }
 
+impl Credentials {
+    /// Decodes Docker's `X-Registry-Auth` header (base64url JSON, padded or not). An empty
+    /// header or `{}` means no credentials.
+    pub fn from_registry_auth_header(value: &str) -> Result<Option<Credentials>> {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
+        let v = value.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let raw = URL_SAFE
+            .decode(v)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(v))
+            .or_else(|_| STANDARD.decode(v))
+            .map_err(|e| ImageError::InvalidImage(format!("X-Registry-Auth is not base64: {e}")))?;
+        let c: Credentials = serde_json::from_slice(&raw).map_err(|e| {
+            ImageError::InvalidImage(format!("X-Registry-Auth is not valid JSON: {e}"))
+        })?;
+        let empty = c.username.is_empty()
+            && c.password.is_empty()
+            && c.identity_token.as_deref().unwrap_or("").is_empty()
+            && c.registry_token.as_deref().unwrap_or("").is_empty();
+        Ok(if empty { None } else { Some(c) })
+    }
+}
+
 /// One progress event; the API turns these into Docker's JSON progress stream
 /// (`{"status":…,"id":…,"progressDetail":{"current":…,"total":…}}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -1047,5 +1072,57 @@ impl Session {
             });
         }
         Ok(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_auth_header() {
+        let enc = base64::engine::general_purpose::URL_SAFE
+            .encode(r#"{"username":"u","password":"p","serveraddress":"x"}"#);
+        let c = Credentials::from_registry_auth_header(&enc)
+            .expect("valid")
+            .expect("some");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
+        let empty = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("{}");
+        assert!(
+            Credentials::from_registry_auth_header(&empty)
+                .expect("valid")
+                .is_none()
+        );
+        assert!(
+            Credentials::from_registry_auth_header("")
+                .expect("valid")
+                .is_none()
+        );
+        assert!(Credentials::from_registry_auth_header("%%%").is_err());
+    }
+
+    #[test]
+    fn challenges() {
+        let (scheme, p) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        )
+        .expect("parses");
+        assert_eq!(scheme, "bearer");
+        assert_eq!(
+            p[0],
+            ("realm".into(), "https://auth.docker.io/token".into())
+        );
+        assert_eq!(p[1], ("service".into(), "registry.docker.io".into()));
+        assert_eq!(p[2].1, "repository:library/busybox:pull");
+        let (scheme, p) = parse_challenge(r#"Basic realm="x""#).expect("parses");
+        assert_eq!((scheme.as_str(), p.len()), ("basic", 1));
+        assert_eq!(host_of("[::1]:5000"), "::1");
+        assert_eq!(host_of("a.b:5000"), "a.b");
+        assert_eq!(
+            error_message(
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+            ),
+            "manifest unknown"
+        );
     }
 }
