@@ -401,3 +401,42 @@ async fn tampered_content_is_refused_and_nothing_kept() {
     assert!(matches!(e, ImageError::DigestMismatch { .. }), "{e}");
     assert_store_empty(&store);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_only_for_insecure_registries() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (layer ownership)"
+    );
+    let (host, _) = serve(Auth::Basic, |f, img| publish(f, "app", img)).await;
+    let r = Reference::parse(&format!("{host}/app")).expect("ref");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(dir.path()).expect("open");
+    let strict = RegistryConfig {
+        loopback_insecure: false,
+        ..RegistryConfig::default()
+    };
+
+    // Not listed as insecure: HTTPS only, which a plain-HTTP registry cannot answer.
+    let client = RegistryClient::new(strict.clone()).expect("client");
+    assert!(!client.is_insecure(&host));
+    let e = client
+        .pull(&store, &r, Some(&creds(USER, PASS)), &no_progress)
+        .await
+        .expect_err("https only");
+    assert!(matches!(e, ImageError::RegistryUnreachable { .. }), "{e}");
+    assert!(e.to_string().contains("insecure-registries"), "{e}");
+    assert_store_empty(&store);
+
+    // Listed in the daemon config: plain HTTP is used.
+    let client = RegistryClient::new(RegistryConfig {
+        insecure_registries: vec![host.clone()],
+        ..strict
+    })
+    .expect("client");
+    client
+        .pull(&store, &r, Some(&creds(USER, PASS)), &no_progress)
+        .await
+        .expect("pull over http");
+    assert_eq!(store.list().len(), 1);
+}

@@ -32,6 +32,9 @@ pub struct RegistryConfig {
     /// (after trying HTTPS without certificate checks), like Docker's `insecure-registries`.
     #[serde(default)]
     pub insecure_registries: Vec<String>,
+    /// Treat loopback registries (127.0.0.0/8, ::1, localhost) as insecure, as Docker does.
+    #[serde(default = "default_true")]
+    pub loopback_insecure: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
     /// Longest silence on a connection before the transfer is abandoned.
@@ -42,6 +45,9 @@ pub struct RegistryConfig {
     pub max_concurrent_transfers: usize,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_connect_timeout() -> u64 {
     10
 }
@@ -56,6 +62,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             insecure_registries: Vec::new(),
+            loopback_insecure: true,
             connect_timeout_secs: default_connect_timeout(),
             read_timeout_secs: default_read_timeout(),
             max_concurrent_transfers: default_concurrency(),
@@ -187,7 +194,9 @@ impl RegistryClient {
     pub fn is_insecure(&self, domain: &str) -> bool {
         let host = host_of(domain);
         let ip: Option<IpAddr> = host.parse().ok();
-        if host == "localhost" || ip.is_some_and(|i| i.is_loopback()) {
+        if self.cfg.loopback_insecure
+            && (host == "localhost" || ip.is_some_and(|i| i.is_loopback()))
+        {
             return true;
         }
         self.cfg.insecure_registries.iter().any(|e| {
@@ -638,6 +647,20 @@ impl Session {
                 }
             }
             return Ok(sess);
+        }
+        let network_down = [
+            "connection refused",
+            "timed out",
+            "no route",
+            "unreachable",
+            "reset",
+        ]
+        .iter()
+        .any(|s| last_err.contains(s));
+        if !insecure && !network_down {
+            last_err = format!(
+                "HTTPS failed ({last_err}); if it serves plain HTTP, list it in insecure-registries in the daemon config"
+            );
         }
         Err(ImageError::RegistryUnreachable {
             registry,
