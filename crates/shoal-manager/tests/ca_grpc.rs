@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use shoal_manager::ca::tls::{self, client_tls_config, pinned_endpoint, server_tls_config};
 use shoal_manager::ca::{
     CaError, DEFAULT_NODE_CERT_VALIDITY, Identity, JoinInfo, JoinParams, JoinToken, NodeCaService,
-    NodeCredentials, NodeKey, NodeRegistrar, Role, RootCa, join_bootstrap, renew,
+    NodeCredentials, NodeKey, NodeRegistrar, Role, RoleGuard, RootCa, join_bootstrap, renew,
 };
 use shoal_proto::ca::node_ca_client::NodeCaClient;
 use shoal_proto::ca::{Empty, IssueRequest, RenewRequest};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Code, Status};
 
@@ -413,4 +414,58 @@ async fn server_is_verified_by_role_name_not_address() {
     fake.abort();
     let err = res.expect_err("a worker certificate must not pass as a manager");
     assert!(format!("{err:?}").contains("NotValidForName"), "{err:?}");
+}
+
+#[tokio::test]
+async fn role_guard_interceptor_protects_a_whole_service() {
+    let c = start().await;
+    let reg = c.reg.clone();
+    let guard = RoleGuard::new(
+        &[Role::Manager],
+        || CLUSTER.to_string(),
+        move |n| reg.is_revoked(n),
+    );
+    let svc = InterceptedService::new(NodeCaService::new(c.reg.clone()).into_server(), guard);
+    let server_creds = creds(&c.ca, "mgr0", Role::Manager, CLUSTER);
+    let tls = server_tls_config(&server_creds).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move {
+        let _ = Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await;
+    });
+    let call = |who: NodeCredentials| {
+        let addr = addr.clone();
+        async move {
+            let ch = tls::connect(&addr, &who).await.unwrap();
+            NodeCaClient::new(ch)
+                .get_root_ca_certificate(Empty {})
+                .await
+        }
+    };
+    let m = creds(&c.ca, "mgr4", Role::Manager, CLUSTER);
+    assert!(call(m).await.is_ok());
+    let w = creds(&c.ca, "wrk4", Role::Worker, CLUSTER);
+    assert_eq!(call(w).await.unwrap_err().code(), Code::PermissionDenied);
+    c.reg.revoked.lock().unwrap().insert("mgr5".into());
+    let removed = creds(&c.ca, "mgr5", Role::Manager, CLUSTER);
+    assert_eq!(
+        call(removed).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let anon = pinned_endpoint(&addr, c.ca.digest())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = NodeCaClient::new(anon)
+        .get_root_ca_certificate(Empty {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    server.abort();
 }

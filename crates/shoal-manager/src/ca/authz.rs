@@ -1,6 +1,9 @@
 //! Who is calling: the peer certificate of a gRPC request, mapped to an [`Identity`], and the
 //! per-RPC role check.
 
+use std::sync::Arc;
+
+use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use super::pki::{Identity, Role, parse_identity};
@@ -60,4 +63,49 @@ pub fn authorize<T>(
         )));
     }
     Ok(id)
+}
+
+type ClusterIdFn = dyn Fn() -> String + Send + Sync;
+type RevokedFn = dyn Fn(&str) -> bool + Send + Sync;
+
+/// A tonic interceptor applying [`authorize`] to every call of a service, for services whose
+/// crate cannot call `authorize` itself (e.g. the Raft transport in shoal-store):
+/// `InterceptedService::new(svc, RoleGuard::new(&[Role::Manager], cluster_id, is_revoked))`.
+/// The caller's [`Identity`] is put into the request extensions for the handler.
+#[derive(Clone)]
+pub struct RoleGuard {
+    allowed: Vec<Role>,
+    cluster_id: Arc<ClusterIdFn>,
+    is_revoked: Arc<RevokedFn>,
+}
+
+impl RoleGuard {
+    pub fn new(
+        allowed: &[Role],
+        cluster_id: impl Fn() -> String + Send + Sync + 'static,
+        is_revoked: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> RoleGuard {
+        RoleGuard {
+            allowed: allowed.to_vec(),
+            cluster_id: Arc::new(cluster_id),
+            is_revoked: Arc::new(is_revoked),
+        }
+    }
+}
+
+impl std::fmt::Debug for RoleGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleGuard")
+            .field("allowed", &self.allowed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Interceptor for RoleGuard {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let cluster_id = (self.cluster_id)();
+        let id = authorize(&req, &cluster_id, &self.allowed, |n| (self.is_revoked)(n))?;
+        req.extensions_mut().insert(id);
+        Ok(req)
+    }
 }

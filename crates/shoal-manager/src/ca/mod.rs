@@ -4,7 +4,8 @@
 //!   node certificates carry CN = node ID, OU = role, O = cluster ID ([`Identity`]).
 //! - [`JoinToken`]: `SWMTKN-1-<CA digest>-<secret>`; the digest pins the root CA for a joiner.
 //! - [`tls`]: tonic server/client TLS configs, and the pinned-root client used while joining.
-//! - [`authorize`]: peer certificate to identity and role checks for RPC handlers.
+//! - [`authorize`] / [`RoleGuard`]: peer certificate to identity and role checks for RPC
+//!   handlers, or as an interceptor around a whole service.
 //! - [`NodeCaService`] / [`join_bootstrap`] / [`renew`]: the NodeCA gRPC service and its client.
 //! - [`Kek`] / [`Dek`] / [`seal`] / [`open`], [`NodeSecrets`], [`save_credentials`]: at-rest
 //!   encryption (autolock) and the on-disk layout of a node's credentials.
@@ -19,7 +20,7 @@ mod store;
 pub mod tls;
 mod token;
 
-pub use authz::authorize;
+pub use authz::{RoleGuard, authorize};
 pub use client::{JoinParams, NodeCredentials, join_bootstrap, renew};
 pub use error::CaError;
 pub use pki::{
