@@ -72,6 +72,10 @@ type RevokedFn = dyn Fn(&str) -> bool + Send + Sync;
 /// crate cannot call `authorize` itself (e.g. the Raft transport in shoal-store):
 /// `InterceptedService::new(svc, RoleGuard::new(&[Role::Manager], cluster_id, is_revoked))`.
 /// The caller's [`Identity`] is put into the request extensions for the handler.
+///
+/// For the Raft transport take the cluster ID from this node's own certificate, not from the
+/// replicated Cluster object: a manager that has just joined has no Raft state yet and must
+/// still accept the leader's first messages.
 #[derive(Clone)]
 pub struct RoleGuard {
     allowed: Vec<Role>,
