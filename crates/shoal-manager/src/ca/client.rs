@@ -203,3 +203,38 @@ pub async fn renew(
     }
     Ok(creds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::pki::{Csr, RootCa};
+
+    #[test]
+    fn expired_credentials_still_load_and_report_expiry() {
+        let ca = RootCa::generate().unwrap();
+        let key = NodeKey::generate().unwrap();
+        let csr = Csr::parse(&key.csr_pem().unwrap()).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let cert = ca
+            .sign_node_cert(
+                &csr,
+                "oldnode",
+                Role::Worker,
+                "c1",
+                now - time::Duration::days(100),
+                now - time::Duration::days(10),
+            )
+            .unwrap();
+        let creds =
+            NodeCredentials::from_parts(key.key_pem(), cert, ca.cert_pem().to_string()).unwrap();
+        assert!(creds.is_expired().unwrap());
+        // A TLS peer would refuse it now.
+        let err = verify_node_cert(
+            &pem_cert_der(&creds.cert_pem).unwrap(),
+            ca.cert_der(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not valid"), "{err}");
+    }
+}

@@ -324,6 +324,27 @@ impl RootCa {
                 "node certificate validity {validity:?} exceeds the root CA's 20 years"
             )));
         }
+        let now = OffsetDateTime::now_utc();
+        self.sign_node_cert(
+            csr,
+            node_id,
+            role,
+            cluster_id,
+            now - BACKDATE,
+            now + validity,
+        )
+    }
+
+    /// Signs with an explicit validity window (validated by the callers).
+    pub(crate) fn sign_node_cert(
+        &self,
+        csr: &Csr,
+        node_id: &str,
+        role: Role,
+        cluster_id: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<String, CaError> {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, cluster_id);
@@ -343,9 +364,8 @@ impl RootCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.use_authority_key_identifier_extension = true;
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - BACKDATE;
-        params.not_after = now + validity;
+        params.not_before = not_before;
+        params.not_after = not_after;
         params.serial_number = Some(random_serial());
         let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
         let cert = params.signed_by(&csr.0.public_key, &issuer)?;
