@@ -111,7 +111,7 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&o).unwrap();
         assert_eq!(v["Version"]["Index"], 7);
         assert_eq!(v["CreatedAt"], "2026-11-23T08:47:52.466838412Z");
-        assert_eq!(v["UpdatedAt"], "2026-11-23T08:47:53.000000000Z");
+        assert_eq!(v["UpdatedAt"], "2026-11-23T08:47:53Z");
         assert_eq!(v["Spec"]["Labels"], serde_json::json!({}));
     }
 
@@ -120,7 +120,45 @@ mod tests {
         let o: Obj = serde_json::from_str(r#"{"ID":"a","Spec":{}}"#).unwrap();
         assert!(crate::wire::is_zero_time(&o.meta.created_at));
         let v = serde_json::to_value(&o).unwrap();
-        assert_eq!(v["CreatedAt"], "0001-01-01T00:00:00.000000000Z");
+        assert_eq!(v["CreatedAt"], "0001-01-01T00:00:00Z");
         assert!(v["Spec"].get("Name").is_none());
+    }
+}
+
+/// Service and network names: `^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$`, at most 63 characters
+/// (a DNS label, so it can be resolved by the embedded DNS).
+pub fn validate_object_name(kind: &str, name: &str) -> Result<(), crate::error::ApiError> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else if b.is_empty() {
+        Err(crate::error::ApiError::invalid_argument(format!(
+            "{kind} name must be provided"
+        )))
+    } else {
+        Err(crate::error::ApiError::invalid_argument(format!(
+            "invalid {kind} name {name:?}: must be at most 63 characters of letters, digits, '-' and '_', starting and ending with a letter or digit"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::validate_object_name;
+
+    #[test]
+    fn names() {
+        for ok in ["web", "a", "apiprobe_web", "my-svc-1", "A_b-C"] {
+            validate_object_name("service", ok).unwrap();
+        }
+        for bad in ["", "-web", "web-", "we.b", "we b", &"a".repeat(64)] {
+            assert!(validate_object_name("service", bad).is_err(), "{bad}");
+        }
     }
 }

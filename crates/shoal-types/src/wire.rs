@@ -17,8 +17,25 @@ pub fn is_zero_time(t: &DateTime<Utc>) -> bool {
     *t <= zero_time()
 }
 
-/// Formats a time as RFC 3339 with nanoseconds, as Go's `RFC3339Nano` reads it.
+/// Formats a time as Go's `RFC3339Nano` does (what Docker emits): nanoseconds with trailing
+/// zeros trimmed, no fraction at all for whole seconds.
 pub fn format_time(t: &DateTime<Utc>) -> String {
+    let s = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    match s.rsplit_once('.') {
+        Some((head, frac)) => {
+            let digits = frac.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() {
+                format!("{head}Z")
+            } else {
+                format!("{head}.{digits}Z")
+            }
+        }
+        None => s,
+    }
+}
+
+/// RFC 3339 with exactly 9 fraction digits (log line timestamps).
+pub fn format_time_fixed(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
@@ -228,6 +245,10 @@ mod tests {
         let t = parse_time("2026-11-23T08:47:52.466838412Z").unwrap();
         assert_eq!(format_time(&t), "2026-11-23T08:47:52.466838412Z");
         assert!(is_zero_time(&parse_time("0001-01-01T00:00:00Z").unwrap()));
+        assert_eq!(format_time(&zero_time()), "0001-01-01T00:00:00Z");
+        let t = parse_time("2026-11-23T08:47:52.4000Z").unwrap();
+        assert_eq!(format_time(&t), "2026-11-23T08:47:52.4Z");
+        assert_eq!(format_time_fixed(&t), "2026-11-23T08:47:52.400000000Z");
         assert!(parse_time("yesterday").is_err());
     }
 }
