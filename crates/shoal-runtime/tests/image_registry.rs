@@ -192,6 +192,46 @@ async fn push_then_pull_shared_layer_pinning_and_errors() {
         third.get(&pinned.to_string()).expect("lookup by digest").id,
         bb.id
     );
+    // What `service create` does: resolve to name:tag@digest, then nodes pull and run that.
+    let dist = client
+        .inspect_distribution(&bb_ref, None)
+        .await
+        .expect("distribution inspect");
+    assert_eq!(dist.descriptor.digest, pushed_bb.digest);
+    assert_eq!(dist.platforms.len(), 1);
+    assert_eq!(dist.platforms[0].os, "linux");
+    let service_ref = Reference::parse(&format!("{}@{}", bb_ref, pushed_bb.digest)).expect("ref");
+    assert_eq!(service_ref.tag(), Some("latest"));
+    let fifth_dir = tempfile::tempdir().expect("tempdir");
+    let fifth = ImageStore::open(fifth_dir.path()).expect("open");
+    client
+        .pull(&fifth, &service_ref, None, &ev.sink())
+        .await
+        .expect("pull name:tag@digest");
+    assert_eq!(
+        fifth
+            .get(&service_ref.to_string())
+            .expect("lookup name:tag@digest")
+            .id,
+        bb.id
+    );
+    assert_eq!(
+        fifth
+            .layer_paths(&service_ref.familiar())
+            .expect("paths")
+            .len(),
+        1
+    );
+    let items = fifth
+        .remove(&service_ref.to_string(), false, &Default::default())
+        .expect("rm by digest");
+    assert!(
+        items
+            .iter()
+            .any(|i| i.deleted.as_deref() == Some(bb.id.as_str())),
+        "{items:?}"
+    );
+
     let wrong = bb_ref.with_digest(Digest::of_bytes(b"not a manifest"));
     let e = client
         .pull(&third, &wrong, None, &ev.sink())

@@ -317,6 +317,17 @@ async fn bearer_token_auth_and_manifest_list() {
         b"hello from the fake registry\n"
     );
 
+    let dist = client
+        .inspect_distribution(&r, Some(&creds(USER, PASS)))
+        .await
+        .expect("inspect");
+    assert_eq!(dist.descriptor.digest.as_str(), sha(&img.index));
+    assert_eq!(
+        dist.descriptor.media_type,
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert_eq!(dist.platforms.len(), 2);
+
     // Pinned to the list digest.
     let pinned = Reference::parse(&format!("{host}/team/app@{}", sha(&img.index))).expect("ref");
     let dir2 = tempfile::tempdir().expect("tempdir");

@@ -16,6 +16,9 @@ pub use archive::{LoadedImage, SaveFormat};
 pub use digest::Digest;
 pub use error::{ImageError, Result};
 pub use reference::Reference;
-pub use registry::{Credentials, Progress, ProgressFn, PushResult, RegistryClient, RegistryConfig};
+pub use registry::{
+    Credentials, DistributionInspect, Progress, ProgressFn, PushResult, RegistryClient,
+    RegistryConfig,
+};
 pub use spec::{ContainerConfig, HealthConfig, ImageConfigFile};
 pub use store::{DiskUsage, ImageDeleteItem, ImageRecord, ImageStore, LayerInfo, PruneReport};

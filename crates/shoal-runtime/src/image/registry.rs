@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::digest::Digest;
 use super::error::{ImageError, Result};
 use super::reference::Reference;
-use super::spec::{self, Descriptor, ImageConfigFile, ManifestDoc};
+use super::spec::{self, Descriptor, ImageConfigFile, ManifestDoc, Platform};
 use super::store::{ImageRecord, ImageStore, Txn};
 
 /// Registry settings from the daemon config.
@@ -156,6 +156,19 @@ pub struct PushResult {
     pub digest: Digest,
     pub size: u64,
 }
+
+/// `GET /distribution/{name}/json`: what the registry has under a reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DistributionInspect {
+    /// The manifest (or index) the reference resolves to.
+    #[serde(rename = "Descriptor")]
+    pub descriptor: Descriptor,
+    #[serde(rename = "Platforms")]
+    pub platforms: Vec<Platform>,
+}
+
+/// Largest image config read into memory by `inspect_distribution`.
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Emit "Downloading"/"Pushing" about every this many bytes.
 const PROGRESS_STEP: u64 = 512 * 1024;
@@ -389,6 +402,59 @@ impl RegistryClient {
             },
         ));
         Ok(rec)
+    }
+
+    /// `docker manifest inspect`-like lookup used by `service create` to pin images: the
+    /// descriptor of the manifest (or index) `reference` names and the platforms it serves.
+    /// Nothing is stored.
+    pub async fn inspect_distribution(
+        &self,
+        reference: &Reference,
+        creds: Option<&Credentials>,
+    ) -> Result<DistributionInspect> {
+        let sess = Session::open(self, reference, creds, "pull").await?;
+        let selector = reference.manifest_selector();
+        let (raw, digest, ct) = sess.get_manifest(reference, &selector).await?;
+        if let Some(pinned) = reference.digest()
+            && *pinned != digest
+        {
+            return Err(ImageError::DigestMismatch {
+                what: format!("manifest of {}", reference.familiar()),
+                expected: pinned.to_string(),
+                actual: digest.to_string(),
+            });
+        }
+        let (media_type, platforms) = match ManifestDoc::parse(&raw, ct.as_deref())? {
+            ManifestDoc::Index(idx) => (
+                idx.media_type
+                    .clone()
+                    .unwrap_or_else(|| spec::MT_OCI_INDEX.to_string()),
+                idx.manifests
+                    .iter()
+                    .filter_map(|d| d.platform.clone())
+                    .collect(),
+            ),
+            ManifestDoc::Image(m) => {
+                let cfg = sess.get_blob_bytes(&m.config).await?;
+                let cfg = ImageConfigFile::parse(&cfg)?;
+                let platform = Platform {
+                    architecture: cfg.architecture,
+                    os: cfg.os,
+                    variant: cfg.variant,
+                    os_version: None,
+                };
+                (
+                    m.media_type
+                        .clone()
+                        .unwrap_or_else(|| spec::MT_OCI_MANIFEST.to_string()),
+                    vec![platform],
+                )
+            }
+        };
+        Ok(DistributionInspect {
+            descriptor: Descriptor::new(&media_type, digest, raw.len() as u64),
+            platforms,
+        })
     }
 
     /// `docker push`: uploads the local image named `reference` (a tag) to its registry.
@@ -929,6 +995,38 @@ impl Session {
         }
         txn.commit_blob(w, Some(&desc.digest), what)?;
         Ok(())
+    }
+
+    /// A small blob (a config) into memory, verified.
+    async fn get_blob_bytes(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size > MAX_CONFIG_BYTES {
+            return Err(ImageError::InvalidImage(format!(
+                "config blob {} is {} bytes (limit {MAX_CONFIG_BYTES})",
+                desc.digest, desc.size
+            )));
+        }
+        let url = self.url(&format!("blobs/{}", desc.digest));
+        let resp = self.send(Method::GET, &url, HeaderMap::new()).await?;
+        if !resp.status().is_success() {
+            return Err(self.fail("GET", &url, resp).await);
+        }
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.map_err(|e| self.unreachable(e))?);
+            if body.len() as u64 > desc.size {
+                break;
+            }
+        }
+        let got = Digest::of_bytes(&body);
+        if got != desc.digest {
+            return Err(ImageError::DigestMismatch {
+                what: format!("blob {}", desc.digest),
+                expected: desc.digest.to_string(),
+                actual: got.to_string(),
+            });
+        }
+        Ok(body)
     }
 
     async fn blob_exists(&self, d: &Digest) -> Result<bool> {

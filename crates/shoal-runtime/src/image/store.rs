@@ -292,14 +292,25 @@ impl ImageStore {
         let by_ref = matches_ref(&rec, name);
         let mut items = Vec::new();
         if let Some(r) = by_ref {
-            let others = rec.repo_tags.iter().filter(|t| !same_ref(t, &r)).count();
-            if others > 0 || (r.digest().is_some() && !rec.repo_tags.is_empty()) {
+            // Digests of the same repository go with its last tag, as in Docker.
+            let other_repo =
+                |t: &String| Reference::parse_name_only(t).is_ok_and(|s| s.name() != r.name());
+            let others = rec.repo_tags.iter().filter(|t| !same_ref(t, &r)).count()
+                + rec
+                    .repo_digests
+                    .iter()
+                    .filter(|t| !same_ref(t, &r) && other_repo(t))
+                    .count();
+            if others > 0 {
                 // Other names remain: only this one goes.
                 let rec = st
                     .images
                     .get_mut(rec.id.hex())
                     .ok_or_else(|| ImageError::NotFound(name.into()))?;
-                let fam = r.familiar();
+                let fam = match r.digest() {
+                    Some(d) => r.without_tag().with_digest(d.clone()).familiar(),
+                    None => r.familiar(),
+                };
                 rec.repo_tags.retain(|t| !same_ref(t, &r));
                 rec.repo_digests.retain(|t| !same_ref(t, &r));
                 items.push(ImageDeleteItem::untagged(&fam));
@@ -525,26 +536,34 @@ fn is_used(id: &Digest, in_use: &HashSet<String>) -> bool {
     in_use.contains(id.as_str()) || in_use.contains(id.hex())
 }
 
-/// Whether a stored familiar name (`busybox:latest`) is the same reference as `r`.
+/// Whether a stored familiar name (`busybox:latest`, `busybox@sha256:…`) is what `r` names.
+/// A reference with a digest names by repository and digest; its tag is ignored, as Docker
+/// does for `name:tag@digest` (what swarm services pin images to).
 fn same_ref(stored: &str, r: &Reference) -> bool {
-    Reference::parse_name_only(stored).is_ok_and(|s| s == *r)
+    let Ok(s) = Reference::parse_name_only(stored) else {
+        return false;
+    };
+    match r.digest() {
+        Some(d) => s.digest() == Some(d) && s.name() == r.name(),
+        None => s == *r,
+    }
 }
 
 /// If `name` is a reference naming this record (tag or digest), that reference.
 fn matches_ref(rec: &ImageRecord, name: &str) -> Option<Reference> {
     let r = Reference::parse(name).ok()?;
-    let hit = rec
-        .repo_tags
-        .iter()
-        .chain(rec.repo_digests.iter())
-        .any(|t| same_ref(t, &r))
-        || (r.digest().is_some()
-            && r.tag().is_none()
-            && rec.manifest_digest == *r.digest()?
-            && rec
-                .repo_digests
-                .iter()
-                .any(|t| Reference::parse_name_only(t).is_ok_and(|s| s.name() == r.name())));
+    let hit = match r.digest() {
+        Some(d) => {
+            rec.repo_digests.iter().any(|t| same_ref(t, &r))
+                // The platform manifest of a pulled multi-platform image names it too.
+                || (rec.manifest_digest == *d
+                    && rec
+                        .repo_digests
+                        .iter()
+                        .any(|t| Reference::parse_name_only(t).is_ok_and(|s| s.name() == r.name())))
+        }
+        None => rec.repo_tags.iter().any(|t| same_ref(t, &r)),
+    };
     hit.then_some(r)
 }
 
