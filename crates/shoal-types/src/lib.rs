@@ -4,6 +4,8 @@
 pub mod constraint;
 pub mod duration;
 pub mod error;
+pub mod event;
+pub mod filters;
 pub mod id;
 pub mod meta;
 pub mod network;
@@ -19,6 +21,8 @@ pub mod wire;
 
 pub use duration::{format_duration, parse_duration};
 pub use error::{ApiError, ApiResult, ErrorKind};
+pub use event::EventMessage;
+pub use filters::{Filters, parse_query_bool};
 pub use id::{LookupError, Named, new_id, resolve};
 pub use meta::{Annotations, Driver, Meta, Version};
 pub use network::{Network, NetworkInspect, NetworkSpec};
