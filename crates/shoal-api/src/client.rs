@@ -76,7 +76,7 @@ pub fn escape_segment(s: &str) -> String {
 }
 
 /// Builds `path?k=v&…` with form encoding; empty values are kept.
-fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
+pub fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
     if pairs.is_empty() {
         return path.to_string();
     }

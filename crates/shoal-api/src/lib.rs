@@ -29,6 +29,8 @@ pub use backend::{
 pub use client::Client;
 pub use filters::Filters;
 pub use host::{DEFAULT_HOST, HOST_ENV, Host, resolve_host};
+/// Re-exported so client users need no direct `http` dependency.
+pub use http::Method;
 pub use responses::{
     IdResponse, NetworkCreateResponse, ServiceCreateResponse, ServiceUpdateResponse,
 };

@@ -7,8 +7,11 @@
 //! `$SHOAL_HOST`, then `unix:///run/shoal/shoal.sock`.
 
 mod format;
+mod network;
 mod node;
 mod secret;
+mod service;
+mod service_spec;
 mod swarm;
 mod system;
 mod tasks;
@@ -19,8 +22,10 @@ use shoal_api::client::is_connect_error;
 use shoal_api::types::ApiError;
 use shoal_api::{Client, resolve_host};
 
+pub use network::NetworkCommand;
 pub use node::NodeCommand;
 pub use secret::SecretCommand;
+pub use service::ServiceCommand;
 pub use swarm::SwarmCommand;
 pub use system::{InfoArgs, VersionArgs};
 
@@ -37,6 +42,12 @@ pub enum ClientCommand {
     /// Manage swarm nodes
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Manage swarm services
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// Manage swarm secrets
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -97,6 +108,8 @@ pub async fn run_client(host: Option<String>, cmd: ClientCommand) -> i32 {
         ClientCommand::Info(a) => system::info(&client, a).await,
         ClientCommand::Swarm(c) => swarm::run(&client, c).await,
         ClientCommand::Node(c) => node::run(&client, c).await,
+        ClientCommand::Service(c) => service::run(&client, c).await,
+        ClientCommand::Network(c) => network::run(&client, c).await,
         ClientCommand::Secret(c) => secret::run(&client, secret::Kind::Secret, c).await,
         ClientCommand::Config(c) => secret::run(&client, secret::Kind::Config, c).await,
     };
