@@ -74,6 +74,17 @@ fn shared_layer_is_stored_once_and_gc_follows_references() {
     let link = fs::read_link(paths[1].join("bin/sh")).expect("sh link");
     assert_eq!(link, Path::new("busybox"));
 
+    // Docker API shapes.
+    let inspect = store.inspect("shoal-test/httpd").expect("inspect");
+    assert_eq!(inspect.id, web.id.to_string());
+    assert_eq!(inspect.root_fs.layers.len(), 2);
+    assert_eq!(inspect.graph_driver.data["LowerDir"].split(':').count(), 2);
+    let v = serde_json::to_value(&inspect).expect("json");
+    assert_eq!(v["Config"]["Cmd"][0], "httpd");
+    assert_eq!(v["RootFS"]["Type"], "layers");
+    let summary = shoal_runtime::image::ImageSummary::from_record(&bb, -1);
+    assert_eq!(summary.created, 1_700_000_000);
+
     // Lookup by ID, ID prefix, sha256: prefix.
     assert_eq!(store.get(bb.id.as_str()).expect("full id").id, bb.id);
     assert_eq!(store.get(&bb.id.hex()[..12]).expect("prefix").id, bb.id);

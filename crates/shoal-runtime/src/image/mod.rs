@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod changes;
 pub mod digest;
+pub mod docker_api;
 pub mod error;
 pub mod local_registry;
 pub mod reference;
@@ -14,6 +15,7 @@ pub mod unpack;
 
 pub use archive::{LoadedImage, SaveFormat};
 pub use digest::Digest;
+pub use docker_api::{ImageInspect, ImageSummary, JsonMessage};
 pub use error::{ImageError, Result};
 pub use reference::Reference;
 pub use registry::{

@@ -175,13 +175,16 @@ impl ImageStore {
                 ));
             }
         }
-        Ok(ImageStore {
+        let store = ImageStore {
             inner: Arc::new(Inner {
                 root,
                 state: Mutex::new(state),
                 pins: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        // Objects a crash left without an image record (the record is written last).
+        store.gc()?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
