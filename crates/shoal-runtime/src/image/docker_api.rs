@@ -220,10 +220,20 @@ fn human(b: u64) -> String {
         u += 1;
     }
     // Four significant digits without trailing zeros, like Go's %.4g in Docker's HumanSize.
-    let decimals = if v >= 100.0 { 1 } else if v >= 10.0 { 2 } else { 3 };
+    let decimals = if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
     let s = format!("{v:.decimals$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    let s = if v >= 1000.0 { format!("{v:.0}") } else { s.to_string() };
+    let s = if v >= 1000.0 {
+        format!("{v:.0}")
+    } else {
+        s.to_string()
+    };
     format!("{s}{}", UNITS[u])
 }
 
