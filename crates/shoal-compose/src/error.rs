@@ -15,7 +15,7 @@ pub enum ComposeError {
     },
     /// A key is unknown, has the wrong type or an invalid value. `path` is like
     /// `services.web.ports[0]`.
-    #[error("{}{path}: {message}", file_prefix(file))]
+    #[error("{}{}{message}", file_prefix(file), path_prefix(path))]
     Schema {
         file: Option<String>,
         path: String,
@@ -62,6 +62,14 @@ pub enum ComposeError {
     },
     #[error("no compose file given")]
     NoFiles,
+}
+
+fn path_prefix(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
 }
 
 fn file_prefix(file: &Option<String>) -> String {

@@ -4,6 +4,7 @@
 //! [`Project`]; [`convert`] turns a project into the Docker wire objects to create for a stack
 //! ([`StackPlan`]). Nothing here talks to the cluster.
 
+pub mod convert;
 pub mod env;
 pub mod error;
 pub mod interpolate;
@@ -17,6 +18,10 @@ pub mod units;
 mod validate;
 mod yaml;
 
+pub use convert::{
+    DEFAULT_FILE_MODE, ExternalKind, IMAGE_LABEL, NAMESPACE_LABEL, StackPlan, convert,
+    validate_stack_name,
+};
 pub use env::Env;
 pub use error::ComposeError;
 pub use load::load;

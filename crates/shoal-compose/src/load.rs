@@ -99,7 +99,16 @@ pub fn load<P: AsRef<Path>, S: AsRef<str>>(
         .map_err(|e| e.in_file(&name))?;
         merge(&mut merged, normalized, &mut Vec::new());
     }
-    let mut project: Project = deserialize(merged)?;
+    // With a single file, problems found after merging still belong to that file.
+    let only_file = match files {
+        [(p, _)] => Some(p.as_ref().display().to_string()),
+        _ => None,
+    };
+    let in_only = |e: ComposeError| match &only_file {
+        Some(f) => e.in_file(f),
+        None => e,
+    };
+    let mut project: Project = deserialize(merged).map_err(in_only)?;
     project.working_dir = working_dir;
     project.env = env.clone();
     for var in &missing {
@@ -124,7 +133,7 @@ pub fn load<P: AsRef<Path>, S: AsRef<str>>(
     }
     resolve_paths(&mut project);
     resolve_environment(&mut project);
-    crate::validate::validate(&project)?;
+    crate::validate::validate(&project).map_err(in_only)?;
     Ok(project)
 }
 
@@ -194,7 +203,10 @@ pub(crate) fn schema_error(path: &str, msg: &str) -> ComposeError {
     if let Some(rest) = msg.strip_prefix("unknown field `")
         && let Some((key, _)) = rest.split_once('`')
     {
-        path = join(&path, key);
+        // The path of an unknown field already ends with the key itself.
+        if !(path == key || path.ends_with(&format!(".{key}"))) {
+            path = join(&path, key);
+        }
         msg = "unknown key".to_string();
     } else if let Some(rest) = msg.strip_prefix("missing field `")
         && let Some((key, _)) = rest.split_once('`')
@@ -278,8 +290,22 @@ fn resolve_environment(project: &mut Project) {
 }
 
 impl Project {
-    /// The merged, interpolated project as YAML (what `shoal stack config` prints).
+    /// The merged, interpolated project as YAML (what `shoal stack config` prints). Literal
+    /// `$` are written as `$$`, so the output is itself a compose file meaning the same.
     pub fn to_yaml(&self) -> Result<String, ComposeError> {
-        serde_yaml::to_string(self).map_err(|e| ComposeError::schema(".", e.to_string()))
+        let mut value =
+            serde_yaml::to_value(self).map_err(|e| ComposeError::schema(".", e.to_string()))?;
+        escape_dollars(&mut value);
+        serde_yaml::to_string(&value).map_err(|e| ComposeError::schema(".", e.to_string()))
+    }
+}
+
+fn escape_dollars(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| escape_dollars(v)),
+        Value::Sequence(seq) => seq.iter_mut().for_each(escape_dollars),
+        Value::Tagged(t) => escape_dollars(&mut t.value),
+        _ => {}
     }
 }

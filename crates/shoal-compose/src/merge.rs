@@ -75,7 +75,10 @@ fn field(v: &Value, name: &str) -> Value {
 /// A published port is identified by its published number and protocol; an unpublished one by
 /// its target.
 fn port_key(v: &Value) -> Value {
-    let proto = field(v, "protocol");
+    let proto = match field(v, "protocol") {
+        Value::Null => Value::from("tcp"),
+        p => p,
+    };
     match v.get("published") {
         Some(p) if !p.is_null() => Value::Sequence(vec!["published".into(), p.clone(), proto]),
         _ => Value::Sequence(vec!["target".into(), field(v, "target"), proto]),
