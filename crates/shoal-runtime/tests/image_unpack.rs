@@ -227,6 +227,40 @@ fn path_escapes_are_refused() {
 }
 
 #[test]
+fn replaced_directory_does_not_redirect_metadata() {
+    require_root();
+    let outer = tempfile::tempdir().expect("tempdir");
+    let victim = outer.path().join("victim");
+    fs::create_dir_all(victim.join("b")).expect("victim");
+    let before = fs::metadata(victim.join("b")).expect("b").mtime();
+    let t = tar_of(|b| {
+        raw(b, EntryType::Directory, "a/", "", b"", 0o755);
+        raw(b, EntryType::Directory, "a/b/", "", b"", 0o700);
+        // "a" becomes a symlink out of the root after "a/b" was made.
+        raw(
+            b,
+            EntryType::Symlink,
+            "a",
+            victim.to_str().expect("utf8"),
+            b"",
+            0o777,
+        );
+    });
+    let root = outer.path().join("root");
+    fs::create_dir(&root).expect("root");
+    unpack_layer(&t[..], &root, "test").expect("unpack");
+    assert!(
+        fs::symlink_metadata(root.join("a"))
+            .expect("a")
+            .file_type()
+            .is_symlink()
+    );
+    let after = fs::metadata(victim.join("b")).expect("b");
+    assert_eq!(after.mtime(), before, "no times set through the symlink");
+    assert_ne!(after.permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
 fn links_themselves_may_point_anywhere() {
     require_root();
     let t = tar_of(|b| {

@@ -140,7 +140,9 @@ fn layer_key(d: &Digest) -> String {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the store at `root` and discards leftovers in `tmp/`.
+    /// Opens (creating if needed) the store at `root`, discards leftovers in `tmp/` and
+    /// collects objects no image references. Open a root once per process and share the
+    /// handle (it is `Clone`): a second handle would not see the first one's work in progress.
     pub fn open(root: impl Into<PathBuf>) -> Result<ImageStore> {
         let root = root.into();
         for d in ["blobs/sha256", "layers", "images", "tmp"] {

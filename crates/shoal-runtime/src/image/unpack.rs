@@ -92,8 +92,13 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, label: &str) -> Result<Unpa
         let mut entry = entry.map_err(corrupt)?;
         ctx.entry(&mut entry)?;
     }
-    // Directory times last: creating children would have changed them.
+    // Directory times last: creating children would have changed them. A later entry may
+    // have replaced a directory (or one of its parents) by a symlink: only real directories
+    // reached through real directories are touched.
     for (path, mtime) in ctx.dirs.iter().rev() {
+        if !real_dir_chain(&ctx.root, path) {
+            continue;
+        }
         set_times(path, *mtime).map_err(ImageError::io(format!(
             "layer {label}: setting times of {}",
             path.display()
@@ -427,6 +432,22 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// True when `path` and every directory between `root` and it are directories, not symlinks.
+fn real_dir_chain(root: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return false;
+    };
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn cpath(p: &Path) -> io::Result<CString> {
