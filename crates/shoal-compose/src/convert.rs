@@ -203,7 +203,39 @@ pub fn convert(
         plan.services
             .push(service_spec(project, stack, name, svc, &read_file)?);
     }
+    preflight(&plan)?;
     Ok(plan)
+}
+
+/// Runs the control API's own checks on every object, so a stack the cluster would refuse
+/// halfway is refused before anything is created.
+fn preflight(plan: &StackPlan) -> Result<(), ComposeError> {
+    let rejected =
+        |kind: &'static str, name: &str, e: shoal_types::ApiError| ComposeError::Rejected {
+            kind,
+            name: name.to_string(),
+            message: e.message,
+        };
+    for n in &plan.networks {
+        n.to_spec()
+            .and_then(|spec| spec.validate())
+            .map_err(|e| rejected("network", &n.name, e))?;
+    }
+    for s in &plan.secrets {
+        s.validate()
+            .map_err(|e| rejected("secret", &s.annotations.name, e))?;
+    }
+    for c in &plan.configs {
+        c.validate()
+            .map_err(|e| rejected("config", &c.annotations.name, e))?;
+    }
+    for svc in &plan.services {
+        let mut spec = svc.clone();
+        spec.normalize();
+        spec.validate()
+            .map_err(|e| rejected("service", &svc.annotations.name, e))?;
+    }
+    Ok(())
 }
 
 fn network_request(ns: &str, key: &str, def: &model::NetworkDef) -> NetworkCreateRequest {

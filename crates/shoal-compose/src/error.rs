@@ -52,6 +52,13 @@ pub enum ComposeError {
     /// A key that `docker stack deploy` refuses outright (e.g. `extends`).
     #[error("{0}")]
     Forbidden(String),
+    /// A converted object that the cluster would refuse (checked before anything is created).
+    #[error("{kind} {name:?}: {message}")]
+    Rejected {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
     #[error("invalid stack name {name:?}: {reason}")]
     InvalidStackName { name: String, reason: String },
     #[error("{}: {source}", path.display())]

@@ -6,6 +6,16 @@ use crate::model::{Project, Service, UpdateConfig};
 
 pub fn validate(project: &Project) -> Result<(), ComposeError> {
     for (name, svc) in &project.services {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(ComposeError::schema(
+                format!("services.{name}"),
+                "invalid service name (letters, digits, '_', '.' and '-' only)",
+            ));
+        }
         validate_service(name, svc)?;
         validate_references(project, name, svc)?;
     }

@@ -466,3 +466,20 @@ fn secret_from_environment_and_inline_config() {
         json!(["192.168.1.1 gateway"])
     );
 }
+
+#[test]
+fn objects_the_cluster_would_refuse_are_refused_before_creation() {
+    let text = "services:\n  web:\n    image: nginx\n    networks: [lan]\nnetworks:\n  lan:\n    driver: bridge\n";
+    let project = load(&[("b.yml", text)], &Env::new()).expect("loads");
+    let err = convert(&project, "b", |_| Ok(Vec::new())).expect_err("refused");
+    assert!(
+        err.to_string()
+            .starts_with("network \"b_lan\": network driver \"bridge\" is not supported"),
+        "{err}"
+    );
+
+    let text = "services:\n  web:\n    image: nginx\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./empty\n";
+    let project = load(&[("e.yml", text)], &Env::new()).expect("loads");
+    let err = convert(&project, "e", |_| Ok(Vec::new())).expect_err("refused");
+    assert!(err.to_string().starts_with("secret \"e_pw\":"), "{err}");
+}
