@@ -100,3 +100,128 @@ async fn docker_node_ls_reads_our_nodes() {
     assert!(err.contains("node nosuch not found"), "{err}");
     srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_swarm_init_prints_join_command() {
+    let srv = TestServer::start().await;
+    let (code, out, err) = docker(&srv, &["swarm", "init", "--advertise-addr", "127.0.0.1"]).await;
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.starts_with(&format!(
+            "Swarm initialized: current node ({SELF_ID}) is now a manager."
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("docker swarm join --token SWMTKN-1-aaa-worker 127.0.0.1:2377"),
+        "{out}"
+    );
+    let (code, out, _) = docker(&srv, &["swarm", "join-token", "-q", "manager"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "SWMTKN-1-aaa-manager");
+    let (code, _, err) = docker(&srv, &["swarm", "leave"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Error response from daemon: You are attempting to leave"),
+        "{err}"
+    );
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_service_create_and_logs() {
+    let srv = TestServer::start().await;
+    let (code, out, err) = docker(
+        &srv,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "-p",
+            "8080:80",
+            "--env",
+            "A=1",
+            "busybox:latest",
+            "sleep",
+            "100",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(out.trim(), "svc1");
+    {
+        let s = srv.fake.services.lock().unwrap();
+        let spec = serde_json::to_value(&s[0].0).unwrap();
+        assert_eq!(spec["Name"], "web");
+        assert_eq!(spec["Mode"]["Replicated"]["Replicas"], 2);
+        assert_eq!(
+            spec["TaskTemplate"]["ContainerSpec"]["Image"],
+            "busybox:latest"
+        );
+        assert_eq!(
+            spec["TaskTemplate"]["ContainerSpec"]["Args"],
+            serde_json::json!(["sleep", "100"])
+        );
+        assert_eq!(spec["EndpointSpec"]["Ports"][0]["PublishedPort"], 8080);
+    }
+    // The CLI resolves the details triple through /nodes, /services and /tasks and prints
+    // "<service>.<slot>.<task>@<node>    | <line>".
+    let (code, out, err) = docker(&srv, &["service", "logs", "web"]).await;
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(out, "web.1.task1@mgr1    | line 0\n");
+    assert_eq!(err, "web.1.task1@mgr1    | oops\n");
+    let (_, out, _) = docker(&srv, &["service", "logs", "--raw", "-t", "web"]).await;
+    assert_eq!(out, "2026-11-23T08:49:25.575405293Z line 0\n");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_events_secret_network() {
+    let srv = TestServer::start().await;
+    let (code, out, err) = docker(
+        &srv,
+        &[
+            "events",
+            "--since",
+            "1795423000",
+            "--until",
+            "1795423700",
+            "--filter",
+            "type=service",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].ends_with("service create svc1 (name=web)"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains(&format!("node update {SELF_ID} (name=mgr1)")),
+        "{out}"
+    );
+    let file = srv.dir.path().join("secret.txt");
+    std::fs::write(&file, "s3cret\n").unwrap();
+    let (code, out, err) =
+        docker(&srv, &["secret", "create", "db_pw", file.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "sec1");
+    let (code, out, err) = docker(
+        &srv,
+        &["network", "create", "-d", "overlay", "--attachable", "n1"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "net1");
+    let (code, _, err) = docker(&srv, &["network", "inspect", "nosuch"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("network nosuch not found"), "{err}");
+    srv.shutdown().await;
+}

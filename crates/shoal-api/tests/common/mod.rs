@@ -170,6 +170,18 @@ impl Backend for Fake {
         Ok(vec![])
     }
     async fn service_inspect(&self, id: &str, _d: bool) -> BackendResult<Service> {
+        let s = self.services.lock().unwrap();
+        for (i, (spec, _)) in s.iter().enumerate() {
+            let sid = format!("svc{}", i + 1);
+            if sid == id || spec.annotations.name == id {
+                return Ok(from(json!({
+                    "ID": sid, "Version": {"Index": 11},
+                    "CreatedAt": "2026-11-23T08:47:52Z", "UpdatedAt": "2026-11-23T08:47:52Z",
+                    "Spec": serde_json::to_value(spec).unwrap(),
+                    "Endpoint": {"Spec": {}},
+                })));
+            }
+        }
         nf(&format!("service {id}"))
     }
     async fn service_create(
@@ -204,7 +216,7 @@ impl Backend for Fake {
         nf(&format!("service {id}"))
     }
     async fn service_logs(&self, id: &str, opts: LogsOptions) -> BackendResult<Logs> {
-        if id != "web" {
+        if id != "web" && id != "svc1" {
             return nf(&format!("service {id}"));
         }
         let ts = chrono::DateTime::parse_from_rfc3339("2026-11-23T08:49:25.575405293Z")
@@ -244,7 +256,16 @@ impl Backend for Fake {
         Ok(vec![])
     }
     async fn task_inspect(&self, id: &str) -> BackendResult<Task> {
-        nf(&format!("task {id}"))
+        if id != "task1" {
+            return nf(&format!("task {id}"));
+        }
+        Ok(from(json!({
+            "ID": "task1", "Version": {"Index": 12},
+            "CreatedAt": "2026-11-23T08:47:52Z", "UpdatedAt": "2026-11-23T08:47:52Z",
+            "Spec": {"ContainerSpec": {"Image": "busybox"}}, "ServiceID": "svc1", "Slot": 1,
+            "NodeID": SELF_ID, "Status": {"Timestamp": "2026-11-23T08:47:52Z", "State": "running", "Message": "started"},
+            "DesiredState": "running"
+        })))
     }
     async fn task_logs(&self, id: &str, _o: LogsOptions) -> BackendResult<Logs> {
         nf(&format!("task {id}"))

@@ -4,7 +4,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use shoal_api::API_VERSION;
 
-use super::format::{render_inspect, s, tabwrite};
+use super::format::{human_duration, render_inspect, s, tabwrite};
 use super::{CliError, CliResult, out, to_value};
 use shoal_api::Client;
 
@@ -105,7 +105,7 @@ pub async fn info(c: &Client, a: InfoArgs) -> CliResult {
     let g = |k: &str| s(&info, &[k]);
     let mut t = String::new();
     t.push_str(&format!(
-        "Client:\n Version:\t{}\n\nServer:\n",
+        "Client:\n Version:    {}\n\nServer:\n",
         env!("CARGO_PKG_VERSION")
     ));
     t.push_str(&format!(
@@ -177,25 +177,34 @@ pub async fn info(c: &Client, a: InfoArgs) -> CliResult {
                 num(&spec["Orchestration"], "TaskHistoryRetentionLimit")
             ));
             t.push_str(&format!(
-                "  Raft:\n   Snapshot Interval: {}\n   Heartbeat Tick: {}\n   Election Tick: {}\n",
+                "  Raft:\n   Snapshot Interval: {}\n   Number of Old Snapshots to Retain: {}\n   Heartbeat Tick: {}\n   Election Tick: {}\n",
                 num(&spec["Raft"], "SnapshotInterval"),
+                num(&spec["Raft"], "KeepOldSnapshots"),
                 num(&spec["Raft"], "HeartbeatTick"),
                 num(&spec["Raft"], "ElectionTick"),
             ));
+            // Durations are humanized, as docker info shows them ("5 seconds", "3 months").
+            let human = |ns: i64| human_duration(chrono::Duration::nanoseconds(ns));
             let hb = spec["Dispatcher"]["HeartbeatPeriod"].as_i64().unwrap_or(0);
             t.push_str(&format!(
                 "  Dispatcher:\n   Heartbeat Period: {}\n",
-                shoal_api::types::format_duration(hb)
+                human(hb)
             ));
             let exp = spec["CAConfig"]["NodeCertExpiry"].as_i64().unwrap_or(0);
             t.push_str(&format!(
-                "  CA Configuration:\n   Expiry Duration: {}\n",
-                shoal_api::types::format_duration(exp)
+                "  CA Configuration:\n   Expiry Duration: {}\n   Force Rotate: {}\n",
+                human(exp),
+                num(&spec["CAConfig"], "ForceRotate")
             ));
             let autolock = spec["EncryptionConfig"]["AutoLockManagers"]
                 .as_bool()
                 .unwrap_or(false);
             t.push_str(&format!("  Autolock Managers: {autolock}\n"));
+            let rot = cl
+                .get("RootRotationInProgress")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            t.push_str(&format!("  Root Rotation In Progress: {rot}\n"));
         }
         t.push_str(&format!("  Node Address: {}\n", s(&sw, &["NodeAddr"])));
         if let Some(rms) = sw
