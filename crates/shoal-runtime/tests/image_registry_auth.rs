@@ -31,6 +31,8 @@ struct Fake {
     manifests: HashMap<String, (Vec<u8>, String)>,
     /// "repo:digest" -> body
     blobs: HashMap<String, Vec<u8>>,
+    /// Delay before answering a blob request.
+    blob_delay_ms: u64,
 }
 
 const USER: &str = "alice";
@@ -131,6 +133,7 @@ async fn handle(State(f): State<Arc<Fake>>, req: Request) -> Response {
         };
     }
     if let Some((repo, d)) = rest.split_once("/blobs/") {
+        tokio::time::sleep(std::time::Duration::from_millis(f.blob_delay_ms)).await;
         return match f.blobs.get(&format!("{repo}:{d}")) {
             Some(body) => reply(
                 StatusCode::OK,
@@ -214,6 +217,7 @@ async fn serve(auth: Auth, fill: impl FnOnce(&mut Fake, &TestImage)) -> (String,
         port,
         manifests: HashMap::new(),
         blobs: HashMap::new(),
+        blob_delay_ms: 0,
     };
     fill(&mut f, &img);
     let app = axum::Router::new().fallback(handle).with_state(Arc::new(f));
@@ -450,4 +454,65 @@ async fn plain_http_only_for_insecure_registries() {
         .await
         .expect("pull over http");
     assert_eq!(store.list().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_image_share_everything() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (layer ownership)"
+    );
+    let (host, img) = serve(Auth::Basic, |f, img| publish(f, "app", img)).await;
+    let client = RegistryClient::new(RegistryConfig::default()).expect("client");
+    let r = Reference::parse(&format!("{host}/app")).expect("ref");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(dir.path()).expect("open");
+    let c = creds(USER, PASS);
+    let pulls = (0..4).map(|_| client.pull(&store, &r, Some(&c), &no_progress));
+    for res in futures::future::join_all(pulls).await {
+        assert_eq!(res.expect("pull").id.as_str(), sha(&img.config));
+    }
+    let du = store.disk_usage().expect("du");
+    assert_eq!((du.blob_count, du.layer_count), (3, 1), "{du:?}");
+    assert_eq!(store.list().len(), 1);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_during_a_pull_keeps_its_objects() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (layer ownership)"
+    );
+    let (host, img) = serve(Auth::Basic, |f, img| {
+        publish(f, "app", img);
+        f.blob_delay_ms = 300;
+    })
+    .await;
+    let client = RegistryClient::new(RegistryConfig::default()).expect("client");
+    let r = Reference::parse(&format!("{host}/app")).expect("ref");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(dir.path()).expect("open");
+    let c = creds(USER, PASS);
+    let pull = client.pull(&store, &r, Some(&c), &no_progress);
+    let prune = async {
+        // Between the config (first blob) and the layer (second blob).
+        tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+        store.prune(false, &Default::default()).expect("prune")
+    };
+    let (rec, report) = tokio::join!(pull, prune);
+    let rec = rec.expect("pull survives a concurrent prune");
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(rec.id.as_str(), sha(&img.config));
+    assert!(
+        store.layer_paths(&r.to_string()).expect("paths")[0]
+            .join("hello.txt")
+            .is_file()
+    );
+    assert_eq!(store.disk_usage().expect("du").blob_count, 3);
 }
