@@ -5,6 +5,17 @@ use crate::error::ComposeError;
 use crate::model::{Project, Service, UpdateConfig};
 
 pub fn validate(project: &Project) -> Result<(), ComposeError> {
+    if let Some(v) = &project.version {
+        let major = v.trim().split('.').next().unwrap_or("");
+        if matches!(major, "1" | "2") || major.parse::<u32>().is_err() {
+            return Err(ComposeError::schema(
+                "version",
+                format!(
+                    "unsupported Compose file version {v:?}: stack deploy needs version 3.x (or no version, the Compose Specification)"
+                ),
+            ));
+        }
+    }
     for (name, svc) in &project.services {
         if name.is_empty()
             || !name

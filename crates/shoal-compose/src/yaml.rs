@@ -254,4 +254,21 @@ mod tests {
         assert!(svc["labels"].get("x-keep").is_some());
         assert!(svc["deploy"].get("x-ext").is_none());
     }
+
+    #[test]
+    fn hostile_documents_fail_cleanly() {
+        // Exponential alias expansion ("billion laughs") and very deep nesting are refused by
+        // the parser instead of exhausting memory or the stack.
+        let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = (b'a' + (i - 1) as u8) as char;
+            let cur = (b'a' + i as u8) as char;
+            laughs.push_str(&format!(
+                "{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+        }
+        assert!(parse("laughs.yml", &laughs).is_err());
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse("deep.yml", &deep).is_err());
+    }
 }
