@@ -2,11 +2,13 @@
 //! IDs and lookup, durations, errors, validation and the task state machine. Plain data, no I/O.
 
 pub mod constraint;
+pub mod container;
 pub mod duration;
 pub mod error;
 pub mod event;
 pub mod filters;
 pub mod id;
+pub mod image;
 pub mod meta;
 pub mod network;
 pub mod node;
@@ -17,6 +19,7 @@ pub mod swarm;
 pub mod system;
 pub mod task;
 pub mod task_spec;
+pub mod volume;
 pub mod wire;
 
 pub use duration::{format_duration, parse_duration};
