@@ -136,8 +136,23 @@ pub fn convert(
         plan.networks.push(network_request(stack, key, &def));
     }
 
+    // External secrets/configs matter only where a service uses them (as in Docker, where
+    // they are looked up when the service references are resolved).
+    let used_secrets: BTreeSet<&str> = project
+        .services
+        .values()
+        .flat_map(|s| s.secrets.iter().map(|r| r.source.as_str()))
+        .collect();
+    let used_configs: BTreeSet<&str> = project
+        .services
+        .values()
+        .flat_map(|s| s.configs.iter().map(|r| r.source.as_str()))
+        .collect();
     for (key, def) in &project.secrets {
         if def.external {
+            if !used_secrets.contains(key.as_str()) {
+                continue;
+            }
             plan.external_secrets
                 .push(def.name.clone().unwrap_or_else(|| key.clone()));
             continue;
@@ -173,6 +188,9 @@ pub fn convert(
     }
     for (key, def) in &project.configs {
         if def.external {
+            if !used_configs.contains(key.as_str()) {
+                continue;
+            }
             plan.external_configs
                 .push(def.name.clone().unwrap_or_else(|| key.clone()));
             continue;

@@ -483,3 +483,13 @@ fn objects_the_cluster_would_refuse_are_refused_before_creation() {
     let err = convert(&project, "e", |_| Ok(Vec::new())).expect_err("refused");
     assert!(err.to_string().starts_with("secret \"e_pw\":"), "{err}");
 }
+
+#[test]
+fn unused_external_secret_is_not_required() {
+    let text = "services:\n  web:\n    image: nginx\nsecrets:\n  unused:\n    external: true\nconfigs:\n  unused_cfg:\n    external: true\n";
+    let project = load(&[("u.yml", text)], &Env::new()).expect("loads");
+    let p = convert(&project, "u", |_| Ok(Vec::new())).expect("converts");
+    assert!(p.external_secrets.is_empty());
+    assert!(p.external_configs.is_empty());
+    assert!(p.check_externals(|_, _| false).is_ok());
+}
