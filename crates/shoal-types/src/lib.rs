@@ -10,6 +10,7 @@ pub mod filters;
 pub mod id;
 pub mod image;
 pub mod meta;
+pub mod names;
 pub mod network;
 pub mod node;
 pub mod object;

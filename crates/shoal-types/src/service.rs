@@ -441,6 +441,32 @@ impl ServiceSpec {
         s
     }
 
+    /// Gives a spec without a name a random one (`service create IMG` sends no name).
+    pub fn fill_name(&mut self) {
+        if self.annotations.name.is_empty() {
+            self.annotations.name = crate::names::random_name();
+        }
+    }
+
+    /// Rules for replacing `current` with `self` on update: no rename, no mode family change.
+    pub fn validate_update(&self, current: &ServiceSpec) -> Result<(), ApiError> {
+        if self.annotations.name != current.annotations.name {
+            return Err(ApiError::invalid_argument(
+                "renaming services is not supported",
+            ));
+        }
+        if let (Ok(new), Ok(old)) = (self.mode.kind(), current.mode.kind())
+            && new != old
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "service mode change is not allowed ({} to {})",
+                old.as_str(),
+                new.as_str()
+            )));
+        }
+        Ok(())
+    }
+
     /// Everything the control API checks before storing a spec. Call after `normalize`.
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_object_name("service", &self.annotations.name)?;
@@ -601,6 +627,28 @@ mod tests {
         let j = job.mode.replicated_job.as_ref().unwrap();
         assert_eq!((j.max_concurrent, j.total_completions), (Some(1), Some(1)));
         job.validate().unwrap();
+    }
+
+    #[test]
+    fn update_rules_and_names() {
+        let cur = parse(CLI_CREATE);
+        let mut upd = cur.clone();
+        upd.mode = ServiceMode::replicated(5);
+        upd.validate_update(&cur).unwrap();
+        upd.mode = ServiceMode::global();
+        assert!(
+            upd.validate_update(&cur)
+                .unwrap_err()
+                .message
+                .contains("mode change")
+        );
+        let mut ren = cur.clone();
+        ren.annotations.name = "other".into();
+        assert!(ren.validate_update(&cur).is_err());
+        let mut anon = parse(r#"{"TaskTemplate":{"ContainerSpec":{"Image":"bb"}}}"#);
+        assert!(anon.validate().is_err());
+        anon.fill_name();
+        anon.validate().unwrap();
     }
 
     #[test]

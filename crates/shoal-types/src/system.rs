@@ -126,6 +126,15 @@ pub struct RuntimeInfo {
     pub runtime_args: Vec<String>,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkAddressPool {
+    #[serde(default)]
+    pub base: String,
+    #[serde(default)]
+    pub size: i64,
+}
+
 /// `GET /info`. Fields a node cannot know stay zero, which `docker info` tolerates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -165,10 +174,6 @@ pub struct SystemInfo {
     #[serde(default, rename = "IPv4Forwarding")]
     pub ipv4_forwarding: bool,
     #[serde(default)]
-    pub bridge_nf_iptables: bool,
-    #[serde(default, rename = "BridgeNfIp6tables")]
-    pub bridge_nf_ip6tables: bool,
-    #[serde(default)]
     pub debug: bool,
     #[serde(default, rename = "NFd")]
     pub nfd: i64,
@@ -204,6 +209,12 @@ pub struct SystemInfo {
     pub ncpu: i64,
     #[serde(default)]
     pub mem_total: i64,
+    #[serde(
+        default,
+        deserialize_with = "wire::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub generic_resources: Vec<crate::node::GenericResource>,
     #[serde(default)]
     pub docker_root_dir: String,
     #[serde(default, rename = "HttpProxy")]
@@ -244,6 +255,14 @@ pub struct SystemInfo {
     pub init_commit: Commit,
     #[serde(default, deserialize_with = "wire::nullable")]
     pub security_options: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "wire::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub default_address_pools: Vec<NetworkAddressPool>,
+    #[serde(default, rename = "CDISpecDirs", deserialize_with = "wire::nullable")]
+    pub cdi_spec_dirs: Vec<String>,
     #[serde(
         default,
         deserialize_with = "wire::nullable",
