@@ -24,5 +24,5 @@ pub use convert::{
 };
 pub use env::Env;
 pub use error::ComposeError;
-pub use load::load;
+pub use load::{load, load_paths};
 pub use model::Project;

@@ -137,6 +137,22 @@ pub fn load<P: AsRef<Path>, S: AsRef<str>>(
     Ok(project)
 }
 
+/// Reads the files from disk and loads them with the process environment plus the `.env`
+/// file next to the first one (what `stack deploy -c a.yml -c b.yml` and `stack config` do).
+pub fn load_paths(paths: &[PathBuf]) -> Result<Project, ComposeError> {
+    let first = paths.first().ok_or(ComposeError::NoFiles)?;
+    let env = Env::for_compose_file(first)?;
+    let mut files = Vec::with_capacity(paths.len());
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|source| ComposeError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        files.push((p.clone(), text));
+    }
+    load(&files, &env)
+}
+
 /// Everything that can be done to one file alone; returns its normalized form.
 fn load_one(
     name: &str,

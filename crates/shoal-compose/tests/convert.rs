@@ -224,19 +224,29 @@ fn global_agent_example() {
     assert_eq!(agent["UpdateConfig"]["FailureAction"], "rollback");
 }
 
+fn yml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("corpus dir readable") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            out.extend(yml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yml") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn every_valid_file_converts() {
-    for rel in [
-        "valid/short-syntax.yml",
-        "valid/long-syntax.yml",
-        "valid/anchors.yml",
-        "valid/interpolation.yml",
-        "valid/deploy-full.yml",
-        "valid/networks.yml",
-        "valid/ignored-keys.yml",
-        "valid/compose-spec.yml",
-        "valid/voting-app.yml",
-    ] {
+    let root = corpus("valid");
+    for path in yml_files(&root) {
+        let rel = format!(
+            "valid/{}",
+            path.strip_prefix(&root).expect("under root").display()
+        );
+        let rel = rel.as_str();
         let project = load_file(rel, &env());
         let p =
             convert(&project, "t", |p| std::fs::read(p)).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -492,4 +502,28 @@ fn unused_external_secret_is_not_required() {
     assert!(p.external_secrets.is_empty());
     assert!(p.external_configs.is_empty());
     assert!(p.check_externals(|_, _| false).is_ok());
+}
+
+#[test]
+fn traefik_style_file() {
+    let project = load_file("valid/traefik-proxy.yml", &env());
+    let p = convert(&project, "edge", |p| std::fs::read(p)).expect("converts");
+    assert_eq!(p.external_networks, ["proxy"]);
+    assert!(p.networks.is_empty());
+    let whoami = service(&p, "edge_whoami");
+    assert_eq!(whoami["Labels"]["traefik.enable"], "true");
+    assert_eq!(
+        whoami["Labels"]["traefik.http.routers.whoami.rule"],
+        "Host(`whoami.example.com`)"
+    );
+    assert_eq!(
+        whoami["TaskTemplate"]["Networks"],
+        json!([{"Target": "proxy", "Aliases": ["whoami"]}])
+    );
+    let traefik = service(&p, "edge_traefik");
+    assert_eq!(traefik["EndpointSpec"]["Ports"][1]["PublishMode"], "host");
+    assert_eq!(
+        traefik["TaskTemplate"]["ContainerSpec"]["Args"][0],
+        "--providers.docker.swarmMode=true"
+    );
 }

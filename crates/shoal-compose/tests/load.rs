@@ -384,3 +384,16 @@ fn config_output_is_interpolated_and_normalized() {
     assert!(yaml.contains("published: 8088"), "{yaml}");
     assert!(!yaml.contains("${"), "{yaml}");
 }
+
+#[test]
+fn load_paths_reads_files_and_names_missing_ones() {
+    let dir = corpus("merge");
+    let p = shoal_compose::load_paths(&[dir.join("base.yml")]).expect("loads");
+    assert!(p.services.contains_key("web"));
+    let err = shoal_compose::load_paths(&[dir.join("no-such-file.yml")]).expect_err("missing");
+    assert!(err.to_string().contains("no-such-file.yml"), "{err}");
+    assert!(matches!(
+        shoal_compose::load_paths(&[]),
+        Err(ComposeError::NoFiles)
+    ));
+}
