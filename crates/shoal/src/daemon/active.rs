@@ -94,10 +94,26 @@ impl ActiveNode {
                 .with_context(|| format!("listening on {listen}"))?;
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let (tx, rx) = oneshot::channel::<()>();
+            // Raft messages only from managers of this cluster. The cluster ID comes from our own
+            // certificate: a manager that just joined has no Raft state to read it from yet.
+            let cluster_id = creds.cluster_id.clone();
+            let revoked_view = m.clone();
+            let raft_guard = ca::RoleGuard::new(
+                &[Role::Manager],
+                move || cluster_id.clone(),
+                move |node_id| {
+                    revoked_view
+                        .cluster()
+                        .is_some_and(|c| c.blacklisted_certificates.contains_key(node_id))
+                },
+            );
             let router = tonic::transport::Server::builder()
                 .tls_config(tls)
                 .context("TLS config of the cluster port")?
-                .add_service(store.grpc_service())
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    store.grpc_service(),
+                    raft_guard,
+                ))
                 .add_service(NodeCaService::new(Registrar::new(m.clone())).into_server())
                 .add_service(ControlService::server(m.clone()))
                 .add_service(DispatcherService::server(m.clone()));

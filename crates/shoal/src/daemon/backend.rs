@@ -19,7 +19,7 @@ use shoal_types::system::{ComponentVersion, PlatformName};
 use shoal_types::{
     API_VERSION, ApiError, ClusterSpec, Config, ConfigSpec, MIN_API_VERSION, Node,
     NodeSpec, Object, ObjectKind, Secret, SecretSpec, Service, ServiceSpec, Swarm, SwarmInfo,
-    SystemInfo, SystemVersion, Task, resolve,
+    SystemInfo, SystemVersion, Task, resolve, Meta, new_id,
 };
 use std::sync::Arc;
 
@@ -399,25 +399,80 @@ impl shoal_api::Backend for DaemonBackend {
         Err(not_yet("secrets"))
     }
 
-    async fn config_list(&self, _filters: Filters) -> BackendResult<Vec<Config>> {
-        self.0.manager().await?;
-        Err(not_yet("configs"))
+    async fn config_list(&self, filters: Filters) -> BackendResult<Vec<Config>> {
+        filters.validate(&["id", "name", "label"])?;
+        let m = self.0.manager().await?;
+        Ok(objects::<Config>(&m.view(), ObjectKind::Config)
+            .into_iter()
+            .filter(|c| {
+                let f = |key: &str, pred: &dyn Fn(&str) -> bool| {
+                    let vals = filters.get(key);
+                    vals.is_empty() || vals.iter().any(|v| pred(v))
+                };
+                f("id", &|v| c.id.starts_with(v))
+                    && f("name", &|v| c.spec.annotations.name.starts_with(v))
+                    && f("label", &|v| label_matches(&c.spec.annotations.labels, v))
+            })
+            .collect())
     }
-    async fn config_create(&self, _spec: ConfigSpec) -> BackendResult<IdResponse> {
-        self.0.manager().await?;
-        Err(not_yet("configs"))
+
+    async fn config_create(&self, spec: ConfigSpec) -> BackendResult<IdResponse> {
+        let m = self.0.manager().await?;
+        spec.validate()?;
+        let config = Config {
+            id: new_id(),
+            meta: Meta::now(),
+            spec,
+        };
+        let id = config.id.clone();
+        m.propose(vec![Change::Create(Object::Config(config))])
+            .await?;
+        Ok(IdResponse { id })
     }
-    async fn config_inspect(&self, _id: &str) -> BackendResult<Config> {
-        self.0.manager().await?;
-        Err(not_yet("configs"))
+
+    async fn config_inspect(&self, id: &str) -> BackendResult<Config> {
+        let m = self.0.manager().await?;
+        let all = objects::<Config>(&m.view(), ObjectKind::Config);
+        resolve(all.iter(), id)
+            .cloned()
+            .map_err(|e| e.into_api("config"))
     }
-    async fn config_update(&self, _id: &str, _v: u64, _spec: ConfigSpec) -> BackendResult<()> {
-        self.0.manager().await?;
-        Err(not_yet("configs"))
+
+    async fn config_update(&self, id: &str, version: u64, spec: ConfigSpec) -> BackendResult<()> {
+        let m = self.0.manager().await?;
+        let current = self.config_inspect(id).await?;
+        if current.meta.version.index != version {
+            return Err(ApiError::out_of_sequence());
+        }
+        spec.validate_update(&current.spec)?;
+        let mut updated = current.clone();
+        updated.spec.annotations.labels = spec.annotations.labels;
+        m.propose(vec![Change::Update {
+            object: Object::Config(updated),
+            expected_version: Some(version),
+        }])
+        .await?;
+        Ok(())
     }
-    async fn config_remove(&self, _id: &str) -> BackendResult<()> {
-        self.0.manager().await?;
-        Err(not_yet("configs"))
+
+    async fn config_remove(&self, id: &str) -> BackendResult<()> {
+        let m = self.0.manager().await?;
+        let current = self.config_inspect(id).await?;
+        let users = services_referencing(&m.view(), "Configs", "ConfigID", &current.id);
+        if !users.is_empty() {
+            return Err(ApiError::invalid_argument(format!(
+                "config '{}' is in use by the following service: {}",
+                current.spec.annotations.name,
+                users.join(", ")
+            )));
+        }
+        m.propose(vec![Change::Delete {
+            kind: ObjectKind::Config,
+            id: current.id.clone(),
+            expected_version: Some(current.meta.version.index),
+        }])
+        .await?;
+        Ok(())
     }
 
     async fn network_list(&self, _filters: Filters) -> BackendResult<Vec<NetworkInspect>> {
@@ -443,6 +498,34 @@ impl shoal_api::Backend for DaemonBackend {
     async fn network_prune(&self, _filters: Filters) -> BackendResult<Value> {
         Err(not_yet("networks"))
     }
+}
+
+/// All objects of one kind in the view, typed.
+fn objects<T: TryFrom<Object>>(view: &shoal_store::StoreView, kind: ObjectKind) -> Vec<T> {
+    view.list(kind)
+        .filter_map(|o| T::try_from(o.clone()).ok())
+        .collect()
+}
+
+/// Names of the services whose container spec references `id` in `list` (`Secrets` or
+/// `Configs`) by `id_field`. Read from the JSON shape so it follows the wire format exactly.
+fn services_referencing(
+    view: &shoal_store::StoreView,
+    list: &str,
+    id_field: &str,
+    id: &str,
+) -> Vec<String> {
+    objects::<Service>(view, ObjectKind::Service)
+        .into_iter()
+        .filter(|s| {
+            serde_json::to_value(&s.spec).ok().is_some_and(|v| {
+                v["TaskTemplate"]["ContainerSpec"][list]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r[id_field] == id))
+            })
+        })
+        .map(|s| s.spec.annotations.name.clone())
+        .collect()
 }
 
 fn arch() -> String {
