@@ -1,0 +1,413 @@
+//! The in-memory tables of cluster objects, the read view over them, and the (deterministic)
+//! application of a `Command`.
+//!
+//! Tables are split into shards of `Arc`ed maps, so a snapshot (`StoreView`) is a handful of
+//! `Arc` clones and a write copies only the shards it touches: readers never block the apply
+//! path and never see a half-applied command.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use shoal_types::{ApiError, Object, ObjectKind};
+
+use crate::command::{Applied, Change, Command};
+
+const SHARDS: usize = 32;
+
+fn shard_of(key: &str) -> usize {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % SHARDS as u64) as usize
+}
+
+/// One kind's objects by ID, plus the unique-name index for kinds that have one.
+#[derive(Clone)]
+struct Table {
+    by_id: Vec<Arc<BTreeMap<String, Arc<Object>>>>,
+    by_name: Vec<Arc<HashMap<String, String>>>,
+    len: usize,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            by_id: (0..SHARDS).map(|_| Arc::default()).collect(),
+            by_name: (0..SHARDS).map(|_| Arc::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl Table {
+    fn get(&self, id: &str) -> Option<&Arc<Object>> {
+        self.by_id[shard_of(id)].get(id)
+    }
+
+    fn id_by_name(&self, name: &str) -> Option<&String> {
+        self.by_name[shard_of(name)].get(name)
+    }
+
+    fn insert(&mut self, obj: Arc<Object>) {
+        let id = obj.id().to_string();
+        if let Some(name) = indexed_name(&obj) {
+            Arc::make_mut(&mut self.by_name[shard_of(name)]).insert(name.to_string(), id.clone());
+        }
+        let s = shard_of(&id);
+        if Arc::make_mut(&mut self.by_id[s]).insert(id, obj).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Object>> {
+        let old = Arc::make_mut(&mut self.by_id[shard_of(id)]).remove(id)?;
+        self.len -= 1;
+        if let Some(name) = indexed_name(&old) {
+            let names = Arc::make_mut(&mut self.by_name[shard_of(name)]);
+            if names.get(name).map(String::as_str) == Some(id) {
+                names.remove(name);
+            }
+        }
+        Some(old)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Object>> {
+        self.by_id.iter().flat_map(|s| s.values())
+    }
+}
+
+/// The name an object is indexed under: only kinds with unique names, and never an empty name.
+fn indexed_name(obj: &Object) -> Option<&str> {
+    if !obj.kind().has_unique_names() {
+        return None;
+    }
+    obj.name().filter(|n| !n.is_empty())
+}
+
+/// All tables. Cloning is cheap (shard `Arc`s only).
+#[derive(Clone, Default)]
+pub(crate) struct Tables {
+    kinds: BTreeMap<ObjectKind, Table>,
+}
+
+impl Tables {
+    fn table(&self, kind: ObjectKind) -> Option<&Table> {
+        self.kinds.get(&kind)
+    }
+
+    fn table_mut(&mut self, kind: ObjectKind) -> &mut Table {
+        self.kinds.entry(kind).or_default()
+    }
+
+    pub(crate) fn from_objects(objects: Vec<Object>) -> Result<Tables, ApiError> {
+        let mut t = Tables::default();
+        for o in objects {
+            let kind = o.kind();
+            if t.table(kind).and_then(|tb| tb.get(o.id())).is_some() {
+                return Err(ApiError::internal(format!(
+                    "snapshot holds {kind} {} twice",
+                    o.id()
+                )));
+            }
+            t.table_mut(kind).insert(Arc::new(o));
+        }
+        Ok(t)
+    }
+
+    pub(crate) fn objects(&self) -> impl Iterator<Item = &Arc<Object>> {
+        self.kinds.values().flat_map(|t| t.iter())
+    }
+}
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// A change event from the watch stream: the object after the change (for deletes, as it was
+/// last) and the log index that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub kind: EventKind,
+    pub object: Object,
+    pub index: u64,
+}
+
+/// A consistent, immutable view of the store at one applied log index. Cheap to take and
+/// clone; holding it never blocks writers.
+#[derive(Clone, Default)]
+pub struct StoreView {
+    tables: Tables,
+    index: u64,
+}
+
+impl StoreView {
+    pub(crate) fn new(tables: Tables, index: u64) -> Self {
+        StoreView { tables, index }
+    }
+
+    /// The last applied log index this view reflects.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub fn get(&self, kind: ObjectKind, id: &str) -> Option<&Object> {
+        self.tables.table(kind)?.get(id).map(|o| o.as_ref())
+    }
+
+    /// The object of this kind with this unique name (services, networks, secrets, configs,
+    /// clusters; node hostnames and tasks are not unique, search `list` for those).
+    pub fn find_by_name(&self, kind: ObjectKind, name: &str) -> Option<&Object> {
+        let t = self.tables.table(kind)?;
+        t.id_by_name(name)
+            .and_then(|id| t.get(id))
+            .map(|o| o.as_ref())
+    }
+
+    /// Every object of a kind, in no particular order.
+    pub fn list(&self, kind: ObjectKind) -> impl Iterator<Item = &Object> {
+        self.tables
+            .table(kind)
+            .into_iter()
+            .flat_map(|t| t.iter())
+            .map(|o| o.as_ref())
+    }
+
+    pub fn count(&self, kind: ObjectKind) -> usize {
+        self.tables.table(kind).map_or(0, |t| t.len)
+    }
+
+    /// Every object of every kind.
+    pub fn iter(&self) -> impl Iterator<Item = &Object> {
+        self.tables.objects().map(|o| o.as_ref())
+    }
+}
+
+/// Applies `cmd` as log entry `index` to a copy of `tables`. On success returns the new tables,
+/// the result and the events; on refusal returns the error and `tables` stays as it was.
+pub(crate) fn apply_command(
+    tables: &Tables,
+    cmd: &Command,
+    index: u64,
+) -> Result<(Tables, Applied, Vec<Event>), ApiError> {
+    let mut t = tables.clone();
+    let mut objects = Vec::with_capacity(cmd.changes.len());
+    let mut events = Vec::with_capacity(cmd.changes.len());
+    for change in &cmd.changes {
+        let (obj, kind) = apply_change(&mut t, change, index)?;
+        objects.push(obj.clone());
+        events.push(Event {
+            kind,
+            object: obj,
+            index,
+        });
+    }
+    Ok((t, Applied { index, objects }, events))
+}
+
+fn apply_change(
+    t: &mut Tables,
+    change: &Change,
+    index: u64,
+) -> Result<(Object, EventKind), ApiError> {
+    match change {
+        Change::Create(obj) => {
+            let kind = obj.kind();
+            let id = obj.id();
+            if id.is_empty() {
+                return Err(ApiError::invalid_argument(format!(
+                    "{kind} has an empty ID"
+                )));
+            }
+            let table = t.table_mut(kind);
+            if table.get(id).is_some() {
+                return Err(ApiError::conflict(format!("{kind} {id} already exists")));
+            }
+            if let Some(name) = indexed_name(obj)
+                && table.id_by_name(name).is_some()
+            {
+                return Err(name_conflict(kind, name));
+            }
+            let mut obj = obj.clone();
+            obj.set_version(index);
+            table.insert(Arc::new(obj.clone()));
+            Ok((obj, EventKind::Created))
+        }
+        Change::Update {
+            object,
+            expected_version,
+        } => {
+            let kind = object.kind();
+            let id = object.id();
+            let table = t.table_mut(kind);
+            let current = table
+                .get(id)
+                .ok_or_else(|| ApiError::not_found(format!("{kind} {id} not found")))?;
+            if let Some(v) = expected_version
+                && current.version() != *v
+            {
+                return Err(ApiError::out_of_sequence());
+            }
+            let old_name = indexed_name(current).map(str::to_string);
+            if let Some(name) = indexed_name(object)
+                && old_name.as_deref() != Some(name)
+                && table.id_by_name(name).is_some_and(|owner| owner != id)
+            {
+                return Err(name_conflict(kind, name));
+            }
+            let mut obj = object.clone();
+            obj.set_version(index);
+            // Remove first so a rename drops the old name from the index.
+            table.remove(id);
+            table.insert(Arc::new(obj.clone()));
+            Ok((obj, EventKind::Updated))
+        }
+        Change::Delete {
+            kind,
+            id,
+            expected_version,
+        } => {
+            let table = t.table_mut(*kind);
+            let current = table
+                .get(id)
+                .ok_or_else(|| ApiError::not_found(format!("{kind} {id} not found")))?;
+            if let Some(v) = expected_version
+                && current.version() != *v
+            {
+                return Err(ApiError::out_of_sequence());
+            }
+            let old = table
+                .remove(id)
+                .ok_or_else(|| ApiError::not_found(format!("{kind} {id} not found")))?;
+            Ok(((*old).clone(), EventKind::Deleted))
+        }
+    }
+}
+
+fn name_conflict(kind: ObjectKind, name: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "name conflicts with an existing object: {kind} {name} already exists"
+    ))
+}
+
+/// Events that turn `old` into `new` (used when a snapshot replaces the whole state).
+pub(crate) fn diff_events(old: &Tables, new: &Tables, index: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for o in new.objects() {
+        let before = old.table(o.kind()).and_then(|t| t.get(o.id()));
+        let kind = match before {
+            None => EventKind::Created,
+            Some(b) if b.version() != o.version() || **b != **o => EventKind::Updated,
+            Some(_) => continue,
+        };
+        events.push(Event {
+            kind,
+            object: (**o).clone(),
+            index,
+        });
+    }
+    for o in old.objects() {
+        if new.table(o.kind()).and_then(|t| t.get(o.id())).is_none() {
+            events.push(Event {
+                kind: EventKind::Deleted,
+                object: (**o).clone(),
+                index,
+            });
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_types::meta::Annotations;
+    use shoal_types::{Secret, SecretSpec, Task};
+
+    fn secret(id: &str, name: &str) -> Object {
+        Object::Secret(Secret {
+            id: id.into(),
+            spec: SecretSpec {
+                annotations: Annotations::named(name),
+                ..SecretSpec::default()
+            },
+            ..Secret::default()
+        })
+    }
+
+    #[test]
+    fn create_update_delete_and_versions() {
+        let t = Tables::default();
+        let (t, applied, ev) = apply_command(&t, &Command::create(secret("a", "pw")), 5).unwrap();
+        assert_eq!(applied.objects[0].version(), 5);
+        assert_eq!(ev[0].kind, EventKind::Created);
+        let view = StoreView::new(t.clone(), 5);
+        assert_eq!(
+            view.find_by_name(ObjectKind::Secret, "pw").unwrap().id(),
+            "a"
+        );
+
+        // Stale version: refused, nothing changed.
+        let err = apply_command(&t, &Command::update(secret("a", "pw2"), Some(4)), 6).err();
+        assert_eq!(err.unwrap().kind, shoal_types::ErrorKind::OutOfSequence);
+
+        let (t, _, _) =
+            apply_command(&t, &Command::update(secret("a", "pw2"), Some(5)), 7).unwrap();
+        let view = StoreView::new(t.clone(), 7);
+        assert!(view.find_by_name(ObjectKind::Secret, "pw").is_none());
+        assert_eq!(view.get(ObjectKind::Secret, "a").unwrap().version(), 7);
+
+        let (t, _, ev) =
+            apply_command(&t, &Command::delete(ObjectKind::Secret, "a", Some(7)), 8).unwrap();
+        assert_eq!(ev[0].kind, EventKind::Deleted);
+        assert_eq!(StoreView::new(t, 8).count(ObjectKind::Secret), 0);
+    }
+
+    #[test]
+    fn command_is_atomic() {
+        let t = Tables::default();
+        let (t, _, _) = apply_command(&t, &Command::create(secret("a", "pw")), 1).unwrap();
+        // Second change collides on the name, so the first must not stick either.
+        let cmd = Command::new(vec![
+            Change::Create(secret("b", "other")),
+            Change::Create(secret("c", "pw")),
+        ]);
+        let err = apply_command(&t, &cmd, 2).err().unwrap();
+        assert_eq!(err.kind, shoal_types::ErrorKind::Conflict);
+        let view = StoreView::new(t, 2);
+        assert!(view.get(ObjectKind::Secret, "b").is_none());
+        assert_eq!(view.count(ObjectKind::Secret), 1);
+    }
+
+    #[test]
+    fn tasks_have_no_name_index_and_views_are_isolated() {
+        let mut t = Tables::default();
+        for i in 0..100 {
+            let task = Object::Task(Task {
+                id: format!("t{i}"),
+                ..Task::default()
+            });
+            t = apply_command(&t, &Command::create(task), i + 1).unwrap().0;
+        }
+        let before = StoreView::new(t.clone(), 100);
+        let (t2, _, _) =
+            apply_command(&t, &Command::delete(ObjectKind::Task, "t3", None), 101).unwrap();
+        assert_eq!(before.count(ObjectKind::Task), 100);
+        assert!(before.get(ObjectKind::Task, "t3").is_some());
+        let after = StoreView::new(t2.clone(), 101);
+        assert_eq!(after.list(ObjectKind::Task).count(), 99);
+        let ev = diff_events(&t, &t2, 101);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::Deleted);
+        let missing = apply_command(&t2, &Command::delete(ObjectKind::Task, "t3", None), 102);
+        assert_eq!(
+            missing.err().unwrap().kind,
+            shoal_types::ErrorKind::NotFound
+        );
+    }
+}
