@@ -89,8 +89,9 @@ pub fn parse_duration(input: &str) -> Result<i64, DurationError> {
         };
         let mut v = int_val.checked_mul(scale).ok_or_else(overflow)?;
         if !frac_part.is_empty() {
-            // Only the first 30 fraction digits can matter for nanosecond precision.
-            let digits = &frac_part[..frac_part.len().min(30)];
+            // 18 fraction digits are beyond nanosecond precision even for hours, and keep
+            // `f * scale` inside u128.
+            let digits = &frac_part[..frac_part.len().min(18)];
             let f: u128 = digits.parse().map_err(|_| overflow())?;
             let denom = 10u128.pow(digits.len() as u32);
             v = v.checked_add(f * scale / denom).ok_or_else(overflow)?;
@@ -169,6 +170,14 @@ mod tests {
         );
         assert_eq!(parse_duration("3µs").unwrap(), 3 * MICROSECOND);
         assert_eq!(parse_duration("2160h").unwrap(), 7_776_000_000_000_000);
+        assert_eq!(
+            parse_duration("1.0000000000000000000000000000001h").unwrap(),
+            HOUR
+        );
+        assert_eq!(
+            parse_duration("0.999999999999999999999999999999h").unwrap(),
+            HOUR - 1
+        );
     }
 
     #[test]
