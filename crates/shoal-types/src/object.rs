@@ -281,6 +281,30 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_round_trips() {
+        let now = chrono::Utc::now();
+        let mut objs = vec![
+            Object::Node(Node::default()),
+            Object::Service(Service::default()),
+            Object::Task(Task::default()),
+            Object::Network(Network::default()),
+            Object::Secret(Secret::default()),
+            Object::Config(Config::default()),
+            Object::Cluster(Cluster::default()),
+        ];
+        for (i, o) in objs.iter_mut().enumerate() {
+            o.set_version(i as u64 + 1);
+            o.set_created_at(now);
+            o.set_updated_at(now);
+            let j = serde_json::to_string(o).unwrap();
+            let back: Object = serde_json::from_str(&j).unwrap();
+            assert_eq!(&back, o, "{j}");
+            assert_eq!(back.kind(), ObjectKind::ALL[i]);
+            assert_eq!(back.created_at(), now);
+        }
+    }
+
+    #[test]
     fn resolve_objects() {
         let mut n = Node {
             id: "node1".into(),

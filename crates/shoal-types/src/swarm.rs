@@ -670,6 +670,24 @@ mod tests {
     }
 
     #[test]
+    fn join_and_update_bodies_from_cli() {
+        let j: JoinRequest = serde_json::from_str(
+            r#"{"ListenAddr":"0.0.0.0:2377","AdvertiseAddr":"","DataPathAddr":"","RemoteAddrs":["10.9.0.1:2377"],"JoinToken":"SWMTKN-1-x-y","Availability":""}"#,
+        )
+        .unwrap();
+        assert_eq!(j.remote_addrs, ["10.9.0.1:2377"]);
+        assert_eq!(j.availability, NodeAvailability::Active);
+        // `swarm update` sends back the Spec it read.
+        let spec = ClusterSpec::defaults();
+        let body = serde_json::to_string(&spec).unwrap();
+        let back: ClusterSpec = serde_json::from_str(&body).unwrap();
+        assert_eq!(back, spec);
+        back.validate().unwrap();
+        let u: UnlockKeyResponse = serde_json::from_str(r#"{"UnlockKey":"SWMKEY-1-abc"}"#).unwrap();
+        assert_eq!(u.unlock_key, "SWMKEY-1-abc");
+    }
+
+    #[test]
     fn merge_keeps_non_zero_fields() {
         let mut s = ClusterSpec::default();
         s.orchestration.task_history_retention_limit = Some(2);
