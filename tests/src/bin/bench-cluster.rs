@@ -48,21 +48,29 @@ async fn writes_per_second(uri: &str, clients: usize, per_client: usize, tag: &s
     Ok((clients * per_client) as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The leader as every manager sees it, once all three agree (a restarted node may briefly
+/// believe in a stale leader).
 fn leader(lab: &Lab) -> Option<usize> {
+    let mut seen = Vec::new();
     for i in 1..=3 {
-        if let Ok(v) = lab.host(i).api_get("/v1.47/nodes") {
-            for n in v.as_array().into_iter().flatten() {
-                if n["ManagerStatus"]["Leader"] == true {
-                    return n["Description"]["Hostname"]
-                        .as_str()?
-                        .trim_start_matches("node")
-                        .parse()
-                        .ok();
-                }
-            }
-        }
+        let v = lab.host(i).api_get("/v1.47/nodes").ok()?;
+        let l: usize = v
+            .as_array()?
+            .iter()
+            .find(|n| n["ManagerStatus"]["Leader"] == true)?["Description"]["Hostname"]
+            .as_str()?
+            .trim_start_matches("node")
+            .parse()
+            .ok()?;
+        seen.push(l);
     }
-    None
+    (seen.iter().all(|l| *l == seen[0])).then(|| seen[0])
+}
+
+fn agreed_leader(lab: &Lab) -> Result<usize> {
+    wait_for("the managers to agree on a leader", Duration::from_secs(30), || {
+        Ok(leader(lab))
+    })
 }
 
 fn all_ready(lab: &Lab, via: usize) -> Result<Option<()>> {
@@ -98,7 +106,7 @@ fn main() -> Result<()> {
     }
 
     let rt = tokio::runtime::Runtime::new()?;
-    let li = leader(&lab).context("no leader")?;
+    let li = agreed_leader(&lab)?;
     let follower = if li == 1 { 2 } else { 1 };
     let leader_uri = lab.host(li).host_uri();
     let follower_uri = lab.host(follower).host_uri();
@@ -111,7 +119,7 @@ fn main() -> Result<()> {
 
     let mut failovers = Vec::new();
     for run in 0..5 {
-        let li = leader(&lab).context("no leader")?;
+        let li = agreed_leader(&lab)?;
         let survivor = (1..=3).find(|i| *i != li).unwrap_or(1);
         let uri = lab.host(survivor).host_uri();
         let client = Client::new(&uri).map_err(|e| anyhow!(e.message))?;

@@ -70,6 +70,11 @@ impl ActiveNode {
                 local.advertise_addr.clone(),
                 raft_dir(cfg),
             );
+            // Fast failover (target: writes again within 3 s of a leader's death) while a
+            // busy 2-core host still keeps heartbeats well inside the election window.
+            raft_cfg.heartbeat_ms = 150;
+            raft_cfg.election_min_ms = 600;
+            raft_cfg.election_max_ms = 1200;
             if let Boot::Restart {
                 force_new_cluster: true,
             } = Boot::from(&boot)

@@ -475,6 +475,65 @@ impl shoal_api::Backend for DaemonBackend {
         Ok(())
     }
 
+    async fn distribution_inspect(
+        &self,
+        name: &str,
+        registry_auth: Option<String>,
+    ) -> BackendResult<Value> {
+        self.0.images.distribution(name, registry_auth).await
+    }
+
+    async fn image_list(&self, _all: bool, filters: Filters) -> BackendResult<Vec<Value>> {
+        filters.validate(&["dangling", "label", "reference", "before", "since"])?;
+        self.0.images.list(&images_in_use())
+    }
+
+    async fn image_pull(&self, opts: shoal_api::ImagePullOptions) -> BackendResult<shoal_api::ProgressStream> {
+        self.0.images.pull(opts)
+    }
+
+    async fn image_inspect(&self, name: &str) -> BackendResult<Value> {
+        self.0.images.inspect(name)
+    }
+
+    async fn image_tag(&self, name: &str, repo: &str, tag: &str) -> BackendResult<()> {
+        self.0.images.tag(name, repo, tag)
+    }
+
+    async fn image_remove(&self, name: &str, force: bool, _noprune: bool) -> BackendResult<Value> {
+        self.0.images.remove(name, force, &images_in_use())
+    }
+
+    async fn image_push(
+        &self,
+        name: &str,
+        tag: &str,
+        registry_auth: Option<String>,
+    ) -> BackendResult<shoal_api::ProgressStream> {
+        self.0.images.push(name, tag, registry_auth)
+    }
+
+    async fn image_load(
+        &self,
+        archive: shoal_api::ByteStream,
+        _quiet: bool,
+    ) -> BackendResult<shoal_api::ProgressStream> {
+        self.0.images.load(archive).await
+    }
+
+    async fn image_save(&self, names: Vec<String>) -> BackendResult<shoal_api::ByteStream> {
+        self.0.images.save(names).await
+    }
+
+    async fn image_prune(&self, filters: Filters) -> BackendResult<Value> {
+        filters.validate(&["dangling", "until", "label"])?;
+        let dangling_only = filters
+            .get("dangling")
+            .first()
+            .is_none_or(|v| !matches!(*v, "false" | "0"));
+        self.0.images.prune(dangling_only, &images_in_use())
+    }
+
     async fn network_list(&self, _filters: Filters) -> BackendResult<Vec<NetworkInspect>> {
         Err(not_yet("networks"))
     }
@@ -526,6 +585,11 @@ fn services_referencing(
         })
         .map(|s| s.spec.annotations.name.clone())
         .collect()
+}
+
+/// Image IDs used by containers on this node (none can be removed or pruned).
+fn images_in_use() -> std::collections::HashSet<String> {
+    std::collections::HashSet::new()
 }
 
 fn arch() -> String {

@@ -3,6 +3,7 @@
 pub mod active;
 pub mod addr;
 mod backend;
+pub mod images;
 pub mod config;
 pub mod describe;
 pub mod local_state;
@@ -24,6 +25,7 @@ pub struct Daemon {
     generation: AtomicU64,
     /// The unlock key our node key is currently sealed with (None: not sealed).
     unlock_key_used: Mutex<Option<String>>,
+    pub images: images::Images,
 }
 
 fn init_tracing(cfg: &DaemonConfig) -> Result<()> {
@@ -54,7 +56,9 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let sealed_at_start = shoal_manager::ca::NodeSecrets::is_sealed(&cfg.data_root).unwrap_or(false);
+    let images = images::Images::open(&cfg.data_root, &cfg.insecure_registries)?;
     let daemon = Arc::new(Daemon {
+        images,
         cfg: cfg.clone(),
         slot: RwLock::new(Slot::Inactive),
         op_lock: Mutex::new(()),
