@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         let now = chrono::Utc::now();
-        let mut objs = vec![
+        let mut objs = [
             Object::Node(Node::default()),
             Object::Service(Service::default()),
             Object::Task(Task::default()),
