@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::convert::Infallible;
 
@@ -32,7 +33,12 @@ enum Listener {
 pub struct Server {
     listener: Listener,
     backend: Arc<dyn Backend>,
+    grace: Duration,
 }
+
+/// How long in-flight requests get after shutdown starts. Followed streams (`events`,
+/// `logs -f`) never finish on their own, so they are cut off after this.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
 /// The full HTTP service: the version middleware (prefix, headers, JSON errors) around the
 /// router. Exposed for in-process use, e.g. `tower::ServiceExt::oneshot` in tests.
@@ -76,6 +82,7 @@ impl Server {
         Ok(Server {
             listener: Listener::Unix(listener, path),
             backend,
+            grace: DEFAULT_GRACE,
         })
     }
 
@@ -85,6 +92,7 @@ impl Server {
         Ok(Server {
             listener: Listener::Tcp(listener),
             backend,
+            grace: DEFAULT_GRACE,
         })
     }
 
@@ -96,20 +104,50 @@ impl Server {
         }
     }
 
+    /// Sets how long open requests may run after shutdown starts (default 5 s).
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
-    /// finish. A unix socket file is removed afterwards.
+    /// finish for up to the grace period. A unix socket file is removed afterwards.
     pub async fn run<F>(self, shutdown: F) -> io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let svc = app(self.backend).into_make_service();
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        };
+        let grace = self.grace;
+        // Resolves `grace` after shutdown began; then open streams are dropped.
+        let deadline = async move {
+            if rx.wait_for(|stop| *stop).await.is_err() {
+                // The sender lives inside the serve future; gone means serving ended.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        };
         match self.listener {
             Listener::Unix(l, path) => {
-                let r = axum::serve(l, svc).with_graceful_shutdown(shutdown).await;
+                let serve = axum::serve(l, svc).with_graceful_shutdown(signal);
+                let r = tokio::select! {
+                    r = serve => r,
+                    () = deadline => Ok(()),
+                };
                 let _ = std::fs::remove_file(&path);
                 r
             }
-            Listener::Tcp(l) => axum::serve(l, svc).with_graceful_shutdown(shutdown).await,
+            Listener::Tcp(l) => {
+                let serve = axum::serve(l, svc).with_graceful_shutdown(signal);
+                tokio::select! {
+                    r = serve => r,
+                    () = deadline => Ok(()),
+                }
+            }
         }
     }
 }

@@ -405,7 +405,12 @@ async fn typed_client_round_trips() {
             .message
             .contains("task vanished")
     );
-    let evs: Vec<_> = c.events(&Default::default()).await.unwrap().collect().await;
+    // A past `until` means replay only, so the stream ends.
+    let opts = shoal_api::EventsOptions {
+        until: Some(shoal_api::parse_timestamp("1795423700").unwrap()),
+        ..Default::default()
+    };
+    let evs: Vec<_> = c.events(&opts).await.unwrap().collect().await;
     assert_eq!(evs.len(), 2);
     srv.shutdown().await;
     // After shutdown the socket file is gone and the client reports the daemon as unreachable.
@@ -439,4 +444,25 @@ async fn stale_socket_is_replaced_and_mode_is_0660() {
         .expect("second bind fails");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     drop(server);
+}
+
+#[tokio::test]
+async fn shutdown_cuts_open_streams_after_grace() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start().await;
+    // A followed events stream never ends by itself.
+    let mut s = tokio::net::UnixStream::connect(&srv.sock).await.unwrap();
+    s.write_all(b"GET /v1.47/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let sock = srv.sock.clone();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(5), srv.shutdown())
+        .await
+        .expect("server stops within the grace period despite the open stream");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    assert!(!sock.exists(), "socket file removed on shutdown");
 }

@@ -91,6 +91,12 @@ impl Backend for Fake {
                 "Actor": {"ID": SELF_ID, "Attributes": {"name": "mgr1"}},
                 "scope": "swarm", "time": 1795423673, "timeNano": 1795423673000000000u64})),
         ];
+        // Without `until` the stream stays open for live events, like the daemon's.
+        if opts.until.is_none() {
+            return Ok(futures::stream::iter(evs)
+                .chain(futures::stream::pending())
+                .boxed());
+        }
         Ok(futures::stream::iter(evs).boxed())
     }
     async fn swarm_inspect(&self) -> BackendResult<Swarm> {
@@ -342,7 +348,10 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("shoal.sock");
         let fake = Arc::new(Fake::default());
-        let server = Server::bind_unix(&sock, fake.clone()).await.unwrap();
+        let server = Server::bind_unix(&sock, fake.clone())
+            .await
+            .unwrap()
+            .with_grace(std::time::Duration::from_millis(300));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
