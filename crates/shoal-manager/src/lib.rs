@@ -1,8 +1,12 @@
 //! shoal-manager: see ARCHITECTURE.md.
 
 pub mod ca;
+pub mod control;
 pub mod liveness;
+pub mod manager;
 pub mod nodes;
+pub mod orchestrator;
 pub mod peers;
 pub mod raft_id;
-pub mod manager;
+pub mod scheduler;
+pub mod services;

@@ -1,0 +1,127 @@
+//! Runs the reconcilers on the leader: wakes on store events (debounced) and on a timer (restart
+//! delays, update delays and monitor windows are time-based), computes one pass from a fresh
+//! view and proposes it in bounded batches. A batch refused because something changed under it
+//! (a version conflict) is split and retried so one stale task does not hold back the rest; what
+//! is still refused is recomputed on the next pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use shoal_store::Change;
+use shoal_types::ErrorKind;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::manager::Manager;
+
+/// At most this many changes per Raft command.
+pub const MAX_BATCH: usize = 500;
+const DEBOUNCE: Duration = Duration::from_millis(30);
+const MAX_LATENCY: Duration = Duration::from_millis(500);
+const TICK: Duration = Duration::from_millis(500);
+/// Passes in a row without waiting when a pass wrote something (work often comes in stages:
+/// create, then schedule).
+const MAX_FOLLOW_UPS: usize = 8;
+
+pub struct Orchestration;
+
+impl Orchestration {
+    /// Starts the loop; it does work only while `manager.is_leader()`, and ends when `stop`
+    /// turns true.
+    pub fn spawn(manager: Arc<Manager>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut events = manager.store.watch();
+            let mut was_leader = false;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                    r = events.recv() => {
+                        if !matches!(r, Err(broadcast::error::RecvError::Closed)) {
+                            debounce(&mut events).await;
+                        }
+                    }
+                }
+                if *stop.borrow() {
+                    break;
+                }
+                let leader = manager.is_leader();
+                if leader && !was_leader {
+                    // Everything the reconcilers need is in the store, so the first pass
+                    // finishes work the previous leader left half done.
+                    tracing::info!(
+                        "orchestration: leading, checking tasks left by the last leader"
+                    );
+                }
+                was_leader = leader;
+                if !leader {
+                    continue;
+                }
+                for _ in 0..MAX_FOLLOW_UPS {
+                    let changes = crate::orchestrator::pass(&manager.view(), Utc::now());
+                    if changes.is_empty() {
+                        break;
+                    }
+                    let wrote = propose_batches(&manager, changes).await;
+                    if !wrote || *stop.borrow() || !manager.is_leader() {
+                        break;
+                    }
+                    // Catch up on the events our own writes caused.
+                    while events.try_recv().is_ok() {}
+                }
+            }
+        })
+    }
+}
+
+async fn debounce(events: &mut broadcast::Receiver<shoal_store::Event>) {
+    let deadline = tokio::time::Instant::now() + MAX_LATENCY;
+    loop {
+        let gap = tokio::time::sleep(DEBOUNCE);
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = gap => return,
+            r = events.recv() => {
+                if matches!(r, Err(broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Proposes `changes` in batches; returns whether anything was written.
+pub async fn propose_batches(manager: &Manager, changes: Vec<Change>) -> bool {
+    let mut stack: Vec<Vec<Change>> = Vec::new();
+    let mut rest = changes;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(MAX_BATCH));
+        stack.push(rest);
+        rest = tail;
+    }
+    stack.reverse();
+    let mut wrote = false;
+    while let Some(mut batch) = stack.pop() {
+        match manager.propose(batch.clone()).await {
+            Ok(_) => wrote = true,
+            Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Internal) => {
+                tracing::debug!(
+                    "orchestration: proposal failed, retrying later: {}",
+                    e.message
+                );
+                return wrote;
+            }
+            Err(e) => {
+                if batch.len() > 1 {
+                    let second = batch.split_off(batch.len() / 2);
+                    stack.push(second);
+                    stack.push(batch);
+                } else {
+                    tracing::debug!("orchestration: change refused: {}", e.message);
+                }
+            }
+        }
+    }
+    wrote
+}
