@@ -6,7 +6,8 @@
 
 use std::ops::RangeBounds;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -28,7 +29,31 @@ const K_REMOVED: &str = "removed_peers";
 /// Shared handle on the database file.
 #[derive(Clone)]
 pub(crate) struct Disk {
-    db: Arc<Database>,
+    cell: Arc<DbCell>,
+}
+
+/// Owns the database and says when it is closed (the file lock released), which is only after
+/// `Database`'s own drop has finished, not merely when the last `Arc` went away.
+struct DbCell {
+    db: Option<Database>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for DbCell {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Tells whether the database file has been closed.
+#[derive(Clone)]
+pub(crate) struct ClosedFlag(Arc<AtomicBool>);
+
+impl ClosedFlag {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 pub(crate) type DiskResult<T> = anyhow::Result<T>;
@@ -43,17 +68,29 @@ impl Disk {
         tx.open_table(META)?;
         tx.open_table(SNAPSHOT)?;
         tx.commit()?;
-        Ok(Disk { db: Arc::new(db) })
+        Ok(Disk {
+            cell: Arc::new(DbCell {
+                db: Some(db),
+                closed: Arc::new(AtomicBool::new(false)),
+            }),
+        })
     }
 
     /// Lets `Store::shutdown` wait until every user of the file (raft core, state machine and
     /// replication tasks) has let go, so the file can be reopened.
-    pub(crate) fn weak(&self) -> Weak<Database> {
-        Arc::downgrade(&self.db)
+    pub(crate) fn closed_flag(&self) -> ClosedFlag {
+        ClosedFlag(self.cell.closed.clone())
+    }
+
+    fn db(&self) -> DiskResult<&Database> {
+        self.cell
+            .db
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("raft database is closed"))
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> DiskResult<Option<T>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(META)?;
         match t.get(key)? {
             None => Ok(None),
@@ -65,7 +102,7 @@ impl Disk {
 
     fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T, durable: bool) -> DiskResult<()> {
         let bytes = serde_json::to_vec(value)?;
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db()?.begin_write()?;
         if !durable {
             // Flushed by the next durable commit (every append is one).
             tx.set_durability(Durability::None)?;
@@ -105,7 +142,7 @@ impl Disk {
     }
 
     pub(crate) fn last_log_id(&self) -> DiskResult<Option<LogId>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(LOGS)?;
         match t.last()? {
             None => Ok(None),
@@ -117,7 +154,7 @@ impl Disk {
     }
 
     pub(crate) fn read_logs<R: RangeBounds<u64>>(&self, range: R) -> DiskResult<Vec<Entry>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(LOGS)?;
         let mut out = Vec::new();
         for item in t.range(range)? {
@@ -130,7 +167,7 @@ impl Disk {
     }
 
     pub(crate) fn append(&self, entries: &[Entry]) -> DiskResult<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut t = tx.open_table(LOGS)?;
             for e in entries {
@@ -144,7 +181,7 @@ impl Disk {
 
     /// Deletes entries with index >= `from`.
     pub(crate) fn truncate(&self, from: u64) -> DiskResult<()> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut t = tx.open_table(LOGS)?;
             t.retain_in(from.., |_, _| false)?;
@@ -156,7 +193,7 @@ impl Disk {
     /// Deletes entries up to and including `upto` and records it as the last purged id.
     pub(crate) fn purge(&self, upto: &LogId) -> DiskResult<()> {
         let bytes = serde_json::to_vec(&Some(upto))?;
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut m = tx.open_table(META)?;
             m.insert(K_PURGED, bytes.as_slice())?;
@@ -168,7 +205,7 @@ impl Disk {
     }
 
     pub(crate) fn read_snapshot(&self) -> DiskResult<Option<(SnapshotMeta, Vec<u8>)>> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(SNAPSHOT)?;
         let (Some(meta), Some(data)) = (t.get("meta")?, t.get("data")?) else {
             return Ok(None);
@@ -180,7 +217,7 @@ impl Disk {
 
     pub(crate) fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> DiskResult<()> {
         let m = serde_json::to_vec(meta)?;
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut t = tx.open_table(SNAPSHOT)?;
             t.insert("meta", m.as_slice())?;
@@ -200,7 +237,7 @@ impl Disk {
         removed: &[u64],
     ) -> DiskResult<()> {
         let last = meta.last_log_id;
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut s = tx.open_table(SNAPSHOT)?;
             s.insert("meta", serde_json::to_vec(meta)?.as_slice())?;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::command::{Applied, Command, NodeId, Raft};
 use crate::config::RaftConfig;
-use crate::disk::Disk;
+use crate::disk::{ClosedFlag, Disk};
 use crate::force_new;
 use crate::log_store::LogStore;
 use crate::network::{ChannelFactory, Contacts, NetworkFactory, RaftGrpc};
@@ -97,7 +97,7 @@ struct Inner {
     shared: Arc<Shared>,
     contacts: Arc<Contacts>,
     removed: Arc<HashSet<NodeId>>,
-    db: std::sync::Weak<redb::Database>,
+    db_closed: ClosedFlag,
 }
 
 impl Store {
@@ -114,7 +114,7 @@ impl Store {
         let removed: HashSet<NodeId> = disk.read_removed()?.into_iter().collect();
         let shared = Shared::new();
         let sm = StateMachine::load(disk.clone(), shared.clone())?;
-        let db = disk.weak();
+        let db_closed = disk.closed_flag();
         let log = LogStore::new(disk);
         let contacts = Arc::new(Contacts::default());
         let net = NetworkFactory {
@@ -132,7 +132,7 @@ impl Store {
                 shared,
                 contacts,
                 removed: Arc::new(removed),
-                db,
+                db_closed,
             }),
         })
     }
@@ -531,10 +531,10 @@ impl Store {
         // openraft's state-machine and replication tasks wind down after the core; wait
         // (bounded) until they dropped the database so a restart can open it again.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.inner.db.strong_count() > 0 && Instant::now() < deadline {
+        while !self.inner.db_closed.is_closed() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if self.inner.db.strong_count() > 0 {
+        if !self.inner.db_closed.is_closed() {
             tracing::warn!("raft database still in use 10 s after shutdown");
         }
     }
