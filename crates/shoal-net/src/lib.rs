@@ -17,7 +17,7 @@ pub mod error;
 pub mod mac;
 pub mod netlink;
 pub mod netns;
-// pub mod nft;
+pub mod nft;
 // pub mod overlay;
 // pub mod wireguard;
 

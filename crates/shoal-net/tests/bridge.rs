@@ -73,6 +73,49 @@ async fn two_containers_on_a_bridge_talk() {
     assert_eq!(answer, "c2:from-host");
     drop(server);
 
+    // NAT for the bridge subnet plus a published port: the ruleset applies in the host
+    // namespace, and the published port on the host's own address reaches the container.
+    common::require_nft();
+    let table = shoal_net::nft::table_name("shoal", &format!("b{}", std::process::id())).unwrap();
+    let _tg = shoal_net::nft::TableGuard {
+        netns: Some(host.path().into()),
+        table: table.clone(),
+    };
+    let st = shoal_net::nft::DesiredState {
+        masquerade: vec![shoal_net::nft::Masquerade {
+            subnet: br.subnet,
+            bridge: Some(br.name.clone()),
+        }],
+        host_ports: vec![shoal_net::nft::HostPort {
+            proto: shoal_net::nft::Proto::Tcp,
+            host_port: 18080,
+            host_ip: None,
+            target: a2.ip,
+            target_port: 7000,
+        }],
+        ..Default::default()
+    };
+    shoal_net::nft::apply(
+        Some(host.path()),
+        &shoal_net::nft::build_ruleset(&table, &st).unwrap(),
+    )
+    .unwrap();
+    let listing = shoal_net::nft::list_table(Some(host.path()), &table)
+        .unwrap()
+        .unwrap();
+    assert!(listing.contains("masquerade"), "{listing}");
+    let server = common::EchoServer::start(c2.path(), SocketAddr::from((a2.ip, 7000)), "c2");
+    let hp = host.path().to_path_buf();
+    let published = SocketAddr::from((gw, 18080));
+    let answer =
+        tokio::task::spawn_blocking(move || common::tcp_request(&hp, published, "published"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(answer, "c2:published");
+    drop(server);
+    shoal_net::nft::delete_table(Some(host.path()), &table).unwrap();
+
     // A second attach of the same interface name into the same container is refused cleanly.
     let dup = bridge_net::attach(
         &nl,

@@ -63,13 +63,17 @@ impl EchoServer {
             while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
                 match listener.accept() {
                     Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                        let mut buf = [0u8; 512];
-                        if let Ok(n) = s.read(&mut buf) {
-                            let line = String::from_utf8_lossy(&buf[..n]).to_string();
-                            let _ = s.write_all(format!("{id}:{line}").as_bytes());
-                        }
+                        // One thread per connection: a held-open client must not block others.
+                        let id = id.clone();
+                        std::thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                            let mut buf = [0u8; 512];
+                            if let Ok(n) = s.read(&mut buf) {
+                                let line = String::from_utf8_lossy(&buf[..n]).to_string();
+                                let _ = s.write_all(format!("{id}:{line}").as_bytes());
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
