@@ -77,7 +77,37 @@ pub struct NetworkSpec {
     pub scope: String,
 }
 
+/// Name, subnet and gateway of the routing-mesh network made at `swarm init`.
+pub const INGRESS_NAME: &str = "ingress";
+pub const INGRESS_SUBNET: &str = "10.0.0.0/24";
+pub const INGRESS_GATEWAY: &str = "10.0.0.1";
+
 impl NetworkSpec {
+    /// The spec of the default `ingress` network (overlay, swarm scope, `Ingress: true`).
+    pub fn default_ingress() -> NetworkSpec {
+        NetworkSpec {
+            annotations: Annotations::named(INGRESS_NAME),
+            driver_configuration: Some(Driver {
+                name: DRIVER_OVERLAY.to_string(),
+                options: BTreeMap::new(),
+            }),
+            ingress: true,
+            ipam_options: Some(IPAMOptions {
+                driver: Driver {
+                    name: IPAM_DEFAULT.to_string(),
+                    options: BTreeMap::new(),
+                },
+                configs: vec![IPAMConfig {
+                    subnet: INGRESS_SUBNET.to_string(),
+                    range: String::new(),
+                    gateway: INGRESS_GATEWAY.to_string(),
+                }],
+            }),
+            scope: SCOPE_SWARM.to_string(),
+            ..NetworkSpec::default()
+        }
+    }
+
     pub fn driver_name(&self) -> &str {
         match &self.driver_configuration {
             Some(d) if !d.name.is_empty() => &d.name,
@@ -585,6 +615,20 @@ mod tests {
         assert_eq!(j["ConfigFrom"]["Network"], "");
         let back: NetworkInspect = serde_json::from_value(j).unwrap();
         assert_eq!(back.id, "p07f5v");
+    }
+
+    #[test]
+    fn default_ingress_is_valid() {
+        let s = NetworkSpec::default_ingress();
+        s.validate().unwrap();
+        let n = Network {
+            id: "i".into(),
+            spec: s,
+            ..Network::default()
+        };
+        let j = serde_json::to_value(n.to_inspect()).unwrap();
+        assert_eq!(j["Ingress"], true);
+        assert_eq!(j["IPAM"]["Config"][0]["Gateway"], "10.0.0.1");
     }
 
     #[test]

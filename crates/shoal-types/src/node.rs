@@ -230,6 +230,15 @@ pub struct Node {
 }
 
 impl Node {
+    /// Ready and active: the scheduler may place new tasks here.
+    pub fn is_schedulable(&self) -> bool {
+        self.status.state == NodeState::Ready && self.spec.availability == NodeAvailability::Active
+    }
+
+    pub fn is_manager(&self) -> bool {
+        self.spec.role == NodeRole::Manager
+    }
+
     /// The name shown to users: `Spec.Name` if set, else the hostname.
     pub fn display_name(&self) -> &str {
         if self.spec.annotations.name.is_empty() {

@@ -347,6 +347,42 @@ pub struct Task {
 }
 
 impl Task {
+    /// A new task for `service` in `slot` (replicated; 0 for global) or on `node_id` (global; "" to
+    /// let the scheduler choose), desired RUNNING, observed NEW. The task gets a copy of the spec
+    /// with the defaults filled, so `Spec.ContainerSpec` is present whenever the service has one.
+    pub fn from_service(
+        service: &crate::service::Service,
+        slot: u64,
+        node_id: &str,
+        now: DateTime<Utc>,
+    ) -> Task {
+        let id = crate::id::new_id();
+        let mut spec = service.spec.task_template.clone();
+        spec.normalize();
+        let svc_name = &service.spec.annotations.name;
+        let name = if slot != 0 {
+            format!("{svc_name}.{slot}.{id}")
+        } else {
+            format!("{svc_name}.{node_id}.{id}")
+        };
+        Task {
+            meta: Meta::created(now),
+            annotations: Annotations::named(name),
+            spec,
+            service_id: service.id.clone(),
+            slot,
+            node_id: node_id.to_string(),
+            status: TaskStatus::new(TaskState::New, "created", now),
+            desired_state: TaskState::Running,
+            job_iteration: service.job_status.as_ref().map(|j| j.job_iteration),
+            service_annotations: service.spec.annotations.clone(),
+            spec_version: service.spec_version,
+            endpoint: Some(service.endpoint.clone()),
+            id,
+            ..Task::default()
+        }
+    }
+
     /// The name `service ps` shows: `<service>.<slot>` or `<service>.<node id>` for global tasks.
     pub fn display_name(&self) -> String {
         let svc = &self.service_annotations.name;
@@ -399,6 +435,37 @@ mod tests {
         assert_eq!(out["Spec"]["ContainerSpec"]["Image"], "bb:1");
         let back: Task = serde_json::from_value(out).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn from_service_copies_what_the_cli_needs() {
+        let mut svc = crate::service::Service {
+            id: "svc1".into(),
+            ..Default::default()
+        };
+        svc.spec.annotations = Annotations::named("web");
+        svc.spec.task_template.container_spec = Some(crate::task_spec::ContainerSpec {
+            image: "bb:1".into(),
+            ..Default::default()
+        });
+        svc.spec_version = Some(Version { index: 9 });
+        let now = Utc::now();
+        let t = Task::from_service(&svc, 2, "", now);
+        assert_eq!(t.display_name(), "web.2");
+        assert!(t.annotations.name.starts_with("web.2."));
+        assert_eq!(t.spec.image(), "bb:1");
+        assert_eq!(t.spec.runtime, "container");
+        assert_eq!(
+            (t.desired_state, t.status.state),
+            (TaskState::Running, TaskState::New)
+        );
+        assert_eq!(t.spec_version, Some(Version { index: 9 }));
+        assert_eq!(t.service_annotations.name, "web");
+        let g = Task::from_service(&svc, 0, "node9", now);
+        assert_eq!(g.display_name(), "web.node9");
+        let j = serde_json::to_value(&g).unwrap();
+        assert_eq!(j["Spec"]["ContainerSpec"]["Image"], "bb:1");
+        assert!(j.get("Slot").is_none());
     }
 
     #[test]

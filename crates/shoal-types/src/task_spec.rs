@@ -372,6 +372,51 @@ pub struct FileTarget {
     pub mode: u32,
 }
 
+/// Where secrets appear in a container unless the target is absolute.
+pub const SECRETS_DIR: &str = "/run/secrets";
+
+impl FileTarget {
+    /// Container path of a secret: absolute names as given, others under `/run/secrets/`.
+    pub fn secret_path(&self) -> String {
+        if self.name.starts_with('/') {
+            self.name.clone()
+        } else {
+            format!("{SECRETS_DIR}/{}", self.name)
+        }
+    }
+
+    /// Container path of a config: absolute names as given, others relative to `/`.
+    pub fn config_path(&self) -> String {
+        if self.name.starts_with('/') {
+            self.name.clone()
+        } else {
+            format!("/{}", self.name)
+        }
+    }
+
+    /// Numeric owner; "" means 0 (root).
+    pub fn uid_gid(&self) -> Result<(u32, u32), ApiError> {
+        let parse = |what: &str, v: &str| -> Result<u32, ApiError> {
+            if v.is_empty() {
+                return Ok(0);
+            }
+            v.parse().map_err(|_| {
+                ApiError::invalid_argument(format!("invalid {what} {v:?} for file {:?}", self.name))
+            })
+        };
+        Ok((parse("UID", &self.uid)?, parse("GID", &self.gid)?))
+    }
+
+    /// File mode; 0 means the default 0444.
+    pub fn effective_mode(&self) -> u32 {
+        if self.mode == 0 {
+            0o444
+        } else {
+            self.mode & 0o7777
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SecretReference {
@@ -606,7 +651,7 @@ impl ContainerSpec {
                     s.secret_name
                 )));
             };
-            check_file_target(&f.name, &s.secret_name)?;
+            check_file_target(f, &s.secret_name)?;
             if let Some(other) = seen.insert(f.name.clone(), s.secret_name.clone()) {
                 return Err(ApiError::invalid_argument(format!(
                     "secret references '{other}' and '{}' have a conflicting target: '{}'",
@@ -623,7 +668,7 @@ impl ContainerSpec {
             }
             match (&c.file, &c.runtime) {
                 (Some(f), None) => {
-                    check_file_target(&f.name, &c.config_name)?;
+                    check_file_target(f, &c.config_name)?;
                     if let Some(other) = seen_cfg.insert(f.name.clone(), c.config_name.clone()) {
                         return Err(ApiError::invalid_argument(format!(
                             "config references '{other}' and '{}' have a conflicting target: '{}'",
@@ -644,10 +689,18 @@ impl ContainerSpec {
     }
 }
 
-fn check_file_target(name: &str, what: &str) -> Result<(), ApiError> {
+fn check_file_target(f: &FileTarget, what: &str) -> Result<(), ApiError> {
+    let name = &f.name;
     if name.is_empty() || name.split('/').any(|p| p == "..") || name.contains('\0') {
         return Err(ApiError::invalid_argument(format!(
             "malformed file target {name:?} for {what:?}"
+        )));
+    }
+    f.uid_gid()?;
+    if f.mode > 0o7777 {
+        return Err(ApiError::invalid_argument(format!(
+            "invalid file mode {:o} for {what:?}",
+            f.mode
         )));
     }
     Ok(())
@@ -946,5 +999,54 @@ impl TaskSpec {
         self.container_spec
             .as_ref()
             .map_or("", |c| c.image.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_targets() {
+        let f = FileTarget {
+            name: "db_pw".into(),
+            uid: "0".into(),
+            gid: "".into(),
+            mode: 292,
+        };
+        assert_eq!(f.secret_path(), "/run/secrets/db_pw");
+        assert_eq!(f.config_path(), "/db_pw");
+        assert_eq!(f.uid_gid().unwrap(), (0, 0));
+        assert_eq!(f.effective_mode(), 0o444);
+        let abs = FileTarget {
+            name: "/etc/app.cfg".into(),
+            uid: "1000".into(),
+            gid: "x".into(),
+            mode: 0,
+        };
+        assert_eq!(abs.secret_path(), "/etc/app.cfg");
+        assert!(abs.uid_gid().is_err());
+        assert_eq!(abs.effective_mode(), 0o444);
+        let spec = ContainerSpec {
+            image: "bb".into(),
+            secrets: vec![SecretReference {
+                file: Some(abs),
+                secret_id: "s".into(),
+                secret_name: "s".into(),
+            }],
+            ..ContainerSpec::default()
+        };
+        assert!(spec.validate().unwrap_err().message.contains("GID"));
+    }
+
+    #[test]
+    fn restart_policy_defaults() {
+        let p = RestartPolicy::default();
+        assert_eq!(p.effective_condition(), RestartCondition::Any);
+        assert_eq!(p.effective_delay(), DEFAULT_RESTART_DELAY);
+        let j: RestartPolicy = serde_json::from_str(r#"{"Condition":"","MaxAttempts":3}"#).unwrap();
+        assert_eq!(j.condition, None);
+        assert_eq!(j.max_attempts, Some(3));
+        assert!(serde_json::from_str::<RestartPolicy>(r#"{"Condition":"sometimes"}"#).is_err());
     }
 }
