@@ -10,6 +10,7 @@ use shoal_api::{
     BackendResult, EventStream, EventsOptions, Filters, IdResponse, Logs, LogsOptions,
     NetworkCreateResponse, ServiceCreateResponse, ServiceUpdateOptions, ServiceUpdateResponse,
 };
+use super::named_data::{self, label_matches};
 use shoal_manager::nodes;
 use shoal_store::Change;
 use shoal_types::swarm::{
@@ -19,7 +20,7 @@ use shoal_types::system::{ComponentVersion, PlatformName};
 use shoal_types::{
     API_VERSION, ApiError, ClusterSpec, Config, ConfigSpec, MIN_API_VERSION, Node,
     NodeSpec, Object, ObjectKind, Secret, SecretSpec, Service, ServiceSpec, Swarm, SwarmInfo,
-    SystemInfo, SystemVersion, Task, resolve, Meta, new_id,
+    SystemInfo, SystemVersion, Task, resolve,
 };
 use std::sync::Arc;
 
@@ -30,13 +31,6 @@ fn not_yet(what: &str) -> ApiError {
     ApiError::internal(format!(
         "{what} is not available in this build of shoal yet (cluster core only)"
     ))
-}
-
-fn label_matches(labels: &std::collections::BTreeMap<String, String>, want: &str) -> bool {
-    match want.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(want),
-    }
 }
 
 fn node_matches(n: &Node, f: &Filters) -> bool {
@@ -378,101 +372,53 @@ impl shoal_api::Backend for DaemonBackend {
         Err(not_yet("task logs"))
     }
 
-    async fn secret_list(&self, _filters: Filters) -> BackendResult<Vec<Secret>> {
-        self.0.manager().await?;
-        Err(not_yet("secrets"))
+    async fn secret_list(&self, filters: Filters) -> BackendResult<Vec<Secret>> {
+        let m = self.0.manager().await?;
+        Ok(named_data::list::<Secret>(&m, &filters)?
+            .iter()
+            .map(Secret::without_data)
+            .collect())
     }
-    async fn secret_create(&self, _spec: SecretSpec) -> BackendResult<IdResponse> {
-        self.0.manager().await?;
-        Err(not_yet("secrets"))
+    async fn secret_create(&self, spec: SecretSpec) -> BackendResult<IdResponse> {
+        let m = self.0.manager().await?;
+        Ok(IdResponse {
+            id: named_data::create::<Secret>(&m, spec).await?,
+        })
     }
-    async fn secret_inspect(&self, _id: &str) -> BackendResult<Secret> {
-        self.0.manager().await?;
-        Err(not_yet("secrets"))
+    async fn secret_inspect(&self, id: &str) -> BackendResult<Secret> {
+        let m = self.0.manager().await?;
+        Ok(named_data::inspect::<Secret>(&m, id)?.without_data())
     }
-    async fn secret_update(&self, _id: &str, _v: u64, _spec: SecretSpec) -> BackendResult<()> {
-        self.0.manager().await?;
-        Err(not_yet("secrets"))
+    async fn secret_update(&self, id: &str, version: u64, spec: SecretSpec) -> BackendResult<()> {
+        let m = self.0.manager().await?;
+        named_data::update::<Secret>(&m, id, version, spec).await
     }
-    async fn secret_remove(&self, _id: &str) -> BackendResult<()> {
-        self.0.manager().await?;
-        Err(not_yet("secrets"))
+    async fn secret_remove(&self, id: &str) -> BackendResult<()> {
+        let m = self.0.manager().await?;
+        named_data::remove::<Secret>(&m, id).await
     }
 
     async fn config_list(&self, filters: Filters) -> BackendResult<Vec<Config>> {
-        filters.validate(&["id", "name", "label"])?;
         let m = self.0.manager().await?;
-        Ok(objects::<Config>(&m.view(), ObjectKind::Config)
-            .into_iter()
-            .filter(|c| {
-                let f = |key: &str, pred: &dyn Fn(&str) -> bool| {
-                    let vals = filters.get(key);
-                    vals.is_empty() || vals.iter().any(|v| pred(v))
-                };
-                f("id", &|v| c.id.starts_with(v))
-                    && f("name", &|v| c.spec.annotations.name.starts_with(v))
-                    && f("label", &|v| label_matches(&c.spec.annotations.labels, v))
-            })
-            .collect())
+        named_data::list::<Config>(&m, &filters)
     }
-
     async fn config_create(&self, spec: ConfigSpec) -> BackendResult<IdResponse> {
         let m = self.0.manager().await?;
-        spec.validate()?;
-        let config = Config {
-            id: new_id(),
-            meta: Meta::now(),
-            spec,
-        };
-        let id = config.id.clone();
-        m.propose(vec![Change::Create(Object::Config(config))])
-            .await?;
-        Ok(IdResponse { id })
+        Ok(IdResponse {
+            id: named_data::create::<Config>(&m, spec).await?,
+        })
     }
-
     async fn config_inspect(&self, id: &str) -> BackendResult<Config> {
         let m = self.0.manager().await?;
-        let all = objects::<Config>(&m.view(), ObjectKind::Config);
-        resolve(all.iter(), id)
-            .cloned()
-            .map_err(|e| e.into_api("config"))
+        named_data::inspect::<Config>(&m, id)
     }
-
     async fn config_update(&self, id: &str, version: u64, spec: ConfigSpec) -> BackendResult<()> {
         let m = self.0.manager().await?;
-        let current = self.config_inspect(id).await?;
-        if current.meta.version.index != version {
-            return Err(ApiError::out_of_sequence());
-        }
-        spec.validate_update(&current.spec)?;
-        let mut updated = current.clone();
-        updated.spec.annotations.labels = spec.annotations.labels;
-        m.propose(vec![Change::Update {
-            object: Object::Config(updated),
-            expected_version: Some(version),
-        }])
-        .await?;
-        Ok(())
+        named_data::update::<Config>(&m, id, version, spec).await
     }
-
     async fn config_remove(&self, id: &str) -> BackendResult<()> {
         let m = self.0.manager().await?;
-        let current = self.config_inspect(id).await?;
-        let users = services_referencing(&m.view(), "Configs", "ConfigID", &current.id);
-        if !users.is_empty() {
-            return Err(ApiError::invalid_argument(format!(
-                "config '{}' is in use by the following service: {}",
-                current.spec.annotations.name,
-                users.join(", ")
-            )));
-        }
-        m.propose(vec![Change::Delete {
-            kind: ObjectKind::Config,
-            id: current.id.clone(),
-            expected_version: Some(current.meta.version.index),
-        }])
-        .await?;
-        Ok(())
+        named_data::remove::<Config>(&m, id).await
     }
 
     async fn distribution_inspect(
@@ -557,34 +503,6 @@ impl shoal_api::Backend for DaemonBackend {
     async fn network_prune(&self, _filters: Filters) -> BackendResult<Value> {
         Err(not_yet("networks"))
     }
-}
-
-/// All objects of one kind in the view, typed.
-fn objects<T: TryFrom<Object>>(view: &shoal_store::StoreView, kind: ObjectKind) -> Vec<T> {
-    view.list(kind)
-        .filter_map(|o| T::try_from(o.clone()).ok())
-        .collect()
-}
-
-/// Names of the services whose container spec references `id` in `list` (`Secrets` or
-/// `Configs`) by `id_field`. Read from the JSON shape so it follows the wire format exactly.
-fn services_referencing(
-    view: &shoal_store::StoreView,
-    list: &str,
-    id_field: &str,
-    id: &str,
-) -> Vec<String> {
-    objects::<Service>(view, ObjectKind::Service)
-        .into_iter()
-        .filter(|s| {
-            serde_json::to_value(&s.spec).ok().is_some_and(|v| {
-                v["TaskTemplate"]["ContainerSpec"][list]
-                    .as_array()
-                    .is_some_and(|refs| refs.iter().any(|r| r[id_field] == id))
-            })
-        })
-        .map(|s| s.spec.annotations.name.clone())
-        .collect()
 }
 
 /// Image IDs used by containers on this node (none can be removed or pruned).

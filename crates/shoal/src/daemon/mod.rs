@@ -7,6 +7,7 @@ pub mod images;
 pub mod config;
 pub mod describe;
 pub mod local_state;
+mod named_data;
 pub mod swarm;
 
 use anyhow::{Context, Result};
