@@ -18,7 +18,7 @@ pub mod mac;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
-// pub mod overlay;
+pub mod overlay;
 // pub mod wireguard;
 
 pub use error::{NetError, Result};

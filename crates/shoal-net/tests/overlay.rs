@@ -1,0 +1,133 @@
+//! Overlay across two "hosts" (namespaces joined by a link-local veth): each host has the
+//! overlay namespace (bridge + VXLAN) and one container; with FDB/neighbour entries programmed,
+//! container A reaches container B over VXLAN; removing the entries cuts it. Needs root.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use shoal_net::netlink::Netlink;
+use shoal_net::netns::NetnsGuard;
+use shoal_net::overlay::{Overlay, OverlaySpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_talk_across_vxlan() {
+    common::require_root();
+    let h1 = NetnsGuard::create(&common::unique("ov-h1")).unwrap();
+    let h2 = NetnsGuard::create(&common::unique("ov-h2")).unwrap();
+    let c1 = NetnsGuard::create(&common::unique("ov-c1")).unwrap();
+    let c2 = NetnsGuard::create(&common::unique("ov-c2")).unwrap();
+    let n1 = Netlink::in_netns(h1.path()).unwrap();
+    let n2 = Netlink::in_netns(h2.path()).unwrap();
+    let (u1, u2) = (
+        Ipv4Addr::new(169, 254, 91, 1),
+        Ipv4Addr::new(169, 254, 91, 2),
+    );
+    n1.create_veth("under0", "under1", None).await.unwrap();
+    n1.move_to_netns("under1", h2.path()).await.unwrap();
+    n1.add_address("under0", IpAddr::V4(u1), 30).await.unwrap();
+    n2.add_address("under1", IpAddr::V4(u2), 30).await.unwrap();
+    for (n, l) in [(&n1, "under0"), (&n2, "under1")] {
+        n.set_up(l).await.unwrap();
+        n.set_up("lo").await.unwrap();
+    }
+    assert!(
+        shoal_net::overlay::has_local_address(&n1, u1)
+            .await
+            .unwrap()
+    );
+
+    let mtu = shoal_net::overlay_mtu(1500, false).unwrap();
+    let spec = |vtep: Ipv4Addr, prefix: String| OverlaySpec {
+        network_id: "net1".into(),
+        vni: 4242,
+        subnet: "10.90.0.0/24".parse().unwrap(),
+        gateway: Ipv4Addr::new(10, 90, 0, 1),
+        local_vtep: vtep,
+        mtu,
+        netns_prefix: prefix,
+    };
+    // Both "hosts" share /run/netns here, so their prefixes differ, as two lab daemons' would.
+    let o1 = Overlay::ensure(&n1, spec(u1, common::unique("a-")))
+        .await
+        .unwrap();
+    let o2 = Overlay::ensure(&n2, spec(u2, common::unique("b-")))
+        .await
+        .unwrap();
+    // Guards so a failing assertion still removes the overlay namespaces.
+    let _g1 = scopeguard(o1.spec.netns_name());
+    let _g2 = scopeguard(o2.spec.netns_name());
+    // Idempotent ensure reuses the same namespace and devices.
+    let o1b = Overlay::ensure(&n1, spec(u1, common::unique("a-")))
+        .await
+        .unwrap();
+    assert_eq!(o1b.netns_path(), o1.netns_path());
+    drop(o1b);
+    let vx = o1
+        .netlink()
+        .link("vxlan0")
+        .await
+        .unwrap()
+        .expect("vxlan0 in overlay netns");
+    assert_eq!(vx.kind, "vxlan");
+    assert_eq!(vx.mtu, mtu);
+
+    let (ip1, ip2) = (Ipv4Addr::new(10, 90, 0, 2), Ipv4Addr::new(10, 90, 0, 3));
+    let a1 = o1
+        .attach_endpoint(c1.path(), "eth0", ip1, None, true)
+        .await
+        .unwrap();
+    let a2 = o2
+        .attach_endpoint(c2.path(), "eth0", ip2, None, true)
+        .await
+        .unwrap();
+    assert_eq!(a1.mtu, 1450);
+    o1.add_remote_endpoint(ip2, a2.mac, u2).await.unwrap();
+    o2.add_remote_endpoint(ip1, a1.mac, u1).await.unwrap();
+    // Programming twice is fine (replace).
+    o1.add_remote_endpoint(ip2, a2.mac, u2).await.unwrap();
+
+    let server = common::EchoServer::start(c2.path(), SocketAddr::from((ip2, 7100)), "c2");
+    let c1p = c1.path().to_path_buf();
+    let addr = server.addr;
+    let answer = tokio::task::spawn_blocking(move || common::tcp_request(&c1p, addr, "over-vxlan"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, "c2:over-vxlan");
+
+    // A large payload crosses without fragmenting problems (MTU leaves room for VXLAN).
+    let c1p = c1.path().to_path_buf();
+    let big = "x".repeat(400);
+    let answer = tokio::task::spawn_blocking(move || common::tcp_request(&c1p, addr, &big))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("c2:xxx"));
+
+    // The endpoint goes away: entries removed, the peer is no longer reachable.
+    o1.remove_remote_endpoint(ip2, a2.mac, u2).await.unwrap();
+    o1.remove_remote_endpoint(ip2, a2.mac, u2).await.unwrap();
+    let c1p = c1.path().to_path_buf();
+    let r = tokio::task::spawn_blocking(move || common::tcp_request(&c1p, addr, "gone"))
+        .await
+        .unwrap();
+    assert!(r.is_err(), "still reachable after removal: {r:?}");
+    drop(server);
+
+    o1.detach_endpoint(&a1).await.unwrap();
+    o1.teardown().await.unwrap();
+    o2.teardown().await.unwrap();
+    // The temporary VXLAN name never stays behind in the host namespace.
+    assert!(n1.link("shvx4242").await.unwrap().is_none());
+}
+
+struct NsName(String);
+impl Drop for NsName {
+    fn drop(&mut self) {
+        let _ = shoal_net::netns::delete(&self.0);
+    }
+}
+fn scopeguard(name: String) -> NsName {
+    NsName(name)
+}
