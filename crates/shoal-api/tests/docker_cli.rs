@@ -225,3 +225,34 @@ async fn docker_events_secret_network() {
     assert!(err.contains("network nosuch not found"), "{err}");
     srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_exec_uses_the_upgraded_connection() {
+    let srv = TestServer::start().await;
+    // Create, start over a hijacked (101 Upgrade) connection, then the exit code from inspect.
+    let (code, out, err) = docker(&srv, &["exec", "c1", "echo", "hi"]).await;
+    assert_eq!(out, "hi\n", "stderr: {err}");
+    assert_eq!(err, "warn\n");
+    assert_eq!(code, 3);
+    let (code, _, err) = docker(&srv, &["exec", "nosuch", "true"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("No such container: nosuch"), "{err}");
+    srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pull_reads_the_progress_stream() {
+    let srv = TestServer::start().await;
+    let (code, out, err) = docker(&srv, &["pull", "busybox"]).await;
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // The CLI normalizes the reference before it asks: fromImage=docker.io/library/busybox, tag=latest.
+    assert!(
+        out.contains("Status: Downloaded newer image for docker.io/library/busybox:latest"),
+        "{out}"
+    );
+    // An error after the stream started arrives as an errorDetail message.
+    let (code, _, err) = docker(&srv, &["pull", "broken/image"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("manifest unknown"), "{err}");
+    srv.shutdown().await;
+}

@@ -327,6 +327,86 @@ impl Backend for Fake {
     async fn network_prune(&self, _f: Filters) -> BackendResult<Value> {
         Ok(json!({"NetworksDeleted": []}))
     }
+    async fn container_inspect(&self, id: &str, _size: bool) -> BackendResult<Value> {
+        if id != "c1" {
+            return nf(&format!("No such container: {id}"));
+        }
+        Ok(
+            json!({"Id": "c1c1c1c1c1c1c1c1", "Name": "/c1", "State": {"Status": "running", "Running": true},
+                  "Config": {"Tty": false, "Image": "busybox"}}),
+        )
+    }
+    async fn exec_create(&self, container: &str, body: Value) -> BackendResult<Value> {
+        self.container_inspect(container, false).await?;
+        if body
+            .get("Cmd")
+            .and_then(Value::as_array)
+            .is_none_or(|c| c.is_empty())
+        {
+            return Err(ApiError::invalid_argument("No exec command specified"));
+        }
+        Ok(json!({"Id": "exec1"}))
+    }
+    async fn exec_start(&self, id: &str, _body: Value) -> BackendResult<Logs> {
+        if id != "exec1" {
+            return nf(&format!("No such exec instance: {id}"));
+        }
+        let now = chrono::Utc::now();
+        let lines = vec![
+            Ok(LogLine {
+                stream: StdStream::Stdout,
+                timestamp: now,
+                attrs: vec![],
+                line: Bytes::from_static(b"hi\n"),
+            }),
+            Ok(LogLine {
+                stream: StdStream::Stderr,
+                timestamp: now,
+                attrs: vec![],
+                line: Bytes::from_static(b"warn\n"),
+            }),
+        ];
+        Ok(Logs {
+            tty: false,
+            lines: futures::stream::iter(lines).boxed(),
+        })
+    }
+    async fn exec_inspect(&self, id: &str) -> BackendResult<Value> {
+        if id != "exec1" {
+            return nf(&format!("No such exec instance: {id}"));
+        }
+        Ok(
+            json!({"ID": "exec1", "Running": false, "ExitCode": 3, "ContainerID": "c1c1c1c1c1c1c1c1", "Pid": 0}),
+        )
+    }
+    async fn image_pull(
+        &self,
+        opts: shoal_api::ImagePullOptions,
+    ) -> BackendResult<shoal_api::ProgressStream> {
+        let reference = format!(
+            "{}:{}",
+            opts.from_image,
+            if opts.tag.is_empty() {
+                "latest"
+            } else {
+                &opts.tag
+            }
+        );
+        let mut items = vec![
+            Ok(json!({"status": format!("Pulling from {}", opts.from_image), "id": opts.tag})),
+            Ok(
+                json!({"status": "Digest: sha256:0000000000000000000000000000000000000000000000000000000000000000"}),
+            ),
+        ];
+        if opts.from_image.contains("broken") {
+            items.push(Err(ApiError::not_found("manifest unknown")));
+        } else {
+            items.push(Ok(
+                json!({"status": format!("Status: Downloaded newer image for {reference}")}),
+            ));
+        }
+        Ok(futures::stream::iter(items).boxed())
+    }
     async fn distribution_inspect(&self, name: &str, _a: Option<String>) -> BackendResult<Value> {
         Ok(
             json!({"Descriptor": {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:00", "size": 1}, "Platforms": [], "Name": name}),
