@@ -11,7 +11,7 @@
 //! - [`wireguard`]: WireGuard tunnels (boringtun userspace or kernel).
 
 pub mod bridge_net;
-// pub mod dns;
+pub mod dns;
 pub mod error;
 // pub mod gossip;
 pub mod mac;
