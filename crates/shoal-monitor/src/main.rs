@@ -274,7 +274,19 @@ fn monitor(opts: &Opts, sync: c_int) -> i32 {
         write_all(sync, &m);
         1
     };
+    // Let go of the launcher's stdio (the daemon waits for EOF on it); errors go through
+    // the sync pipe from here on.
+    let devnull_path = cstr("/dev/null");
     unsafe {
+        let nul = libc::open(devnull_path.as_ptr(), libc::O_RDWR);
+        if nul >= 0 {
+            libc::dup2(nul, 0);
+            libc::dup2(nul, 1);
+            libc::dup2(nul, 2);
+            if nul > 2 {
+                libc::close(nul);
+            }
+        }
         libc::setsid();
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);

@@ -1,2 +1,3 @@
 //! shoal-runtime: see ARCHITECTURE.md.
+pub mod container;
 pub mod image;
