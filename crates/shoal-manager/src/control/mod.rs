@@ -10,3 +10,6 @@ pub use services::{
     create_service, job_status, list_services, remove_service, service_status, update_service,
 };
 pub use tasks::list_tasks;
+
+#[cfg(test)]
+mod tests;
