@@ -13,7 +13,7 @@
 pub mod bridge_net;
 pub mod dns;
 pub mod error;
-// pub mod gossip;
+pub mod gossip;
 pub mod mac;
 pub mod netlink;
 pub mod netns;
