@@ -114,3 +114,48 @@ mod tests {
         );
     }
 }
+
+impl From<Filters> for shoal_types::Filters {
+    fn from(f: Filters) -> Self {
+        let mut out = shoal_types::Filters::default();
+        for (k, vs) in &f.0 {
+            for v in vs {
+                out.add(k, v);
+            }
+        }
+        out
+    }
+}
+
+impl From<shoal_types::Filters> for Filters {
+    fn from(f: shoal_types::Filters) -> Self {
+        let mut out = Filters::default();
+        for (k, vs) in f.0 {
+            for v in vs {
+                out.add(k.clone(), v);
+            }
+        }
+        out
+    }
+}
+
+impl Filters {
+    /// The same filters as shoal-types' `Filters` (what the manager's matchers take).
+    pub fn to_types(&self) -> shoal_types::Filters {
+        self.clone().into()
+    }
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_through_shoal_types() {
+        let f = Filters::from_json(r#"{"label":{"a=b":true,"c":true},"name":["web"]}"#).unwrap();
+        let t = f.to_types();
+        assert_eq!(t.get("label").len(), 2);
+        assert_eq!(t.get("name"), ["web".to_string()]);
+        assert_eq!(Filters::from(t), f);
+    }
+}
