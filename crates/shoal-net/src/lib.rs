@@ -19,7 +19,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod overlay;
-// pub mod wireguard;
+pub mod wireguard;
 
 pub use error::{NetError, Result};
 pub use mac::Mac;
