@@ -171,6 +171,9 @@ impl Host {
             .arg(&self.name)
             .arg("--log-level")
             .arg("info")
+            // Every lab daemon gets its own cgroup subtree, so labs never collide.
+            .arg("--cgroup-parent")
+            .arg(format!("{}-{}", self.netns, self.name))
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

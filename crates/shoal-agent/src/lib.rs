@@ -1,3 +1,4 @@
 //! shoal-agent: the worker side of every node (session with the managers; task runners later).
 
 pub mod session;
+pub mod worker;

@@ -2,6 +2,7 @@
 
 pub mod ca;
 pub mod control;
+pub mod dispatch;
 pub mod liveness;
 pub mod manager;
 pub mod nodes;

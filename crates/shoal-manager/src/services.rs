@@ -9,7 +9,10 @@ use shoal_proto::control::{
     ProposeResponse,
 };
 use shoal_proto::dispatcher::dispatcher_server::{Dispatcher, DispatcherServer};
-use shoal_proto::dispatcher::{HeartbeatRequest, HeartbeatResponse};
+use shoal_proto::dispatcher::{
+    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+};
 use shoal_store::{Command, ProposeError};
 use shoal_types::node::NodeDescription;
 use shoal_types::{
@@ -123,8 +126,61 @@ impl DispatcherService {
     }
 }
 
+fn not_leader(leader: Option<String>) -> Status {
+    let mut status = Status::unavailable("this manager is not the leader");
+    if let Some(l) = leader
+        && let Ok(v) = l.parse()
+    {
+        status.metadata_mut().insert("x-shoal-leader", v);
+    }
+    status
+}
+
+impl DispatcherService {
+    fn node_identity<T>(&self, req: &Request<T>) -> Result<String, Status> {
+        let cid = cluster_id(&self.manager)?;
+        let who = authorize(req, &cid, &[Role::Manager, Role::Worker], |id| {
+            is_revoked(&self.manager, id)
+        })?;
+        if !self.manager.is_leader() {
+            return Err(not_leader(self.manager.leader_addr()));
+        }
+        Ok(who.node_id)
+    }
+}
+
 #[tonic::async_trait]
 impl Dispatcher for DispatcherService {
+    type AssignmentsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<AssignmentsMessage, Status>>;
+
+    async fn assignments(
+        &self,
+        req: Request<AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let node_id = self.node_identity(&req)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        crate::dispatch::spawn_assignment_stream(self.manager.clone(), node_id, tx);
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn update_task_status(
+        &self,
+        req: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        let node_id = self.node_identity(&req)?;
+        crate::dispatch::apply_status_updates(&self.manager, &node_id, req.into_inner().updates)
+            .await
+            .map_err(|e| match e.kind {
+                shoal_types::ErrorKind::PermissionDenied => Status::permission_denied(e.message),
+                shoal_types::ErrorKind::InvalidArgument => Status::invalid_argument(e.message),
+                _ => Status::unavailable(e.message),
+            })?;
+        Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+
     async fn heartbeat(
         &self,
         req: Request<HeartbeatRequest>,
@@ -142,22 +198,18 @@ impl Dispatcher for DispatcherService {
                     .map_err(|e| Status::invalid_argument(format!("bad node description: {e}")))?,
             )
         };
-        match self.manager.heartbeat(&who.node_id, &r.addr, description).await {
+        match self
+            .manager
+            .heartbeat(&who.node_id, &r.addr, description)
+            .await
+        {
             Ok(out) => Ok(Response::new(HeartbeatResponse {
                 period_ms: out.period.as_millis() as u64,
                 managers: out.managers,
                 desired_role: out.desired_role.as_str().to_string(),
                 removed: out.removed,
             })),
-            Err(HeartbeatRefusal::NotLeader(leader)) => {
-                let mut status = Status::unavailable("this manager is not the leader");
-                if let Some(l) = leader
-                    && let Ok(v) = l.parse()
-                {
-                    status.metadata_mut().insert("x-shoal-leader", v);
-                }
-                Err(status)
-            }
+            Err(HeartbeatRefusal::NotLeader(leader)) => Err(not_leader(leader)),
         }
     }
 }
@@ -199,7 +251,9 @@ impl NodeRegistrar for Registrar {
                 .map(|(h, _)| h.to_string())
                 .unwrap_or(info.advertise_addr.clone())
         } else {
-            info.peer_addr.map(|a| a.ip().to_string()).unwrap_or_default()
+            info.peer_addr
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default()
         };
         let mut node = Node {
             id: new_id(),

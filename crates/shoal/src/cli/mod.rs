@@ -6,6 +6,7 @@
 //! `std::process::exit(cli::run_client(host, cmd).await)`. The host falls back to
 //! `$SHOAL_HOST`, then `unix:///run/shoal/shoal.sock`.
 
+mod events;
 mod format;
 mod network;
 mod node;
@@ -22,6 +23,7 @@ use shoal_api::client::is_connect_error;
 use shoal_api::types::ApiError;
 use shoal_api::{Client, resolve_host};
 
+pub use events::EventsArgs;
 pub use network::NetworkCommand;
 pub use node::NodeCommand;
 pub use secret::SecretCommand;
@@ -36,6 +38,8 @@ pub enum ClientCommand {
     Version(VersionArgs),
     /// Display system-wide information
     Info(InfoArgs),
+    /// Get real time events from the daemon
+    Events(EventsArgs),
     /// Manage the swarm
     #[command(subcommand)]
     Swarm(SwarmCommand),
@@ -106,6 +110,7 @@ pub async fn run_client(host: Option<String>, cmd: ClientCommand) -> i32 {
     let r = match cmd {
         ClientCommand::Version(a) => system::version(&client, a).await,
         ClientCommand::Info(a) => system::info(&client, a).await,
+        ClientCommand::Events(a) => events::events(&client, a).await,
         ClientCommand::Swarm(c) => swarm::run(&client, c).await,
         ClientCommand::Node(c) => node::run(&client, c).await,
         ClientCommand::Service(c) => service::run(&client, c).await,

@@ -1175,16 +1175,6 @@ async fn wait_converged(c: &Client, id: &str, quiet: bool) -> CliResult {
     }
 }
 
-/// Resolves the `since` flag: unix seconds, RFC 3339, or a duration before now (`42m`).
-fn parse_since(v: &str) -> Result<chrono::DateTime<chrono::Utc>, CliError> {
-    if let Ok(t) = shoal_api::parse_timestamp(v) {
-        return Ok(t);
-    }
-    let ns = shoal_api::types::parse_duration(v)
-        .map_err(|e| CliError::Other(format!("invalid value for \"since\": {v:?} ({e})")))?;
-    Ok(chrono::Utc::now() - chrono::Duration::nanoseconds(ns))
-}
-
 async fn logs(c: &Client, a: LogsArgs) -> CliResult {
     let tail = if a.tail == "all" {
         None
@@ -1199,7 +1189,11 @@ async fn logs(c: &Client, a: LogsArgs) -> CliResult {
         follow: a.follow,
         stdout: true,
         stderr: true,
-        since: a.since.as_deref().map(parse_since).transpose()?,
+        since: a
+            .since
+            .as_deref()
+            .map(|v| super::events::parse_when("since", v))
+            .transpose()?,
         until: None,
         tail,
         timestamps: a.timestamps,

@@ -6,6 +6,7 @@ use super::describe::describe;
 use super::local_state::LocalSwarmState;
 use anyhow::{Context, Result, anyhow};
 use shoal_agent::session::{Session, SessionConfig, SessionState};
+use shoal_agent::worker::{TaskExecutor, Worker};
 use shoal_manager::ca::{self, NodeCaService, NodeCredentials, Role};
 use shoal_manager::manager::Manager;
 use shoal_manager::raft_id::raft_id_for;
@@ -55,6 +56,7 @@ pub fn mtls_channels(creds: &NodeCredentials) -> ChannelFactory {
 
 impl ActiveNode {
     pub async fn start(
+        executor: &Arc<dyn TaskExecutor>,
         cfg: &DaemonConfig,
         local: LocalSwarmState,
         creds: NodeCredentials,
@@ -162,9 +164,10 @@ impl ActiveNode {
                 advertise_addr: local.advertise_addr.clone(),
                 description_json: serde_json::to_vec(&describe(&cfg.hostname))?,
             },
-            channels,
-            stop_rx,
+            channels.clone(),
+            stop_rx.clone(),
         );
+        Worker::start(executor.clone(), channels, session_rx.clone(), stop_rx);
         Ok(ActiveNode {
             local,
             creds,

@@ -3,6 +3,7 @@
 pub mod active;
 pub mod addr;
 mod backend;
+pub mod executor;
 pub mod images;
 pub mod config;
 pub mod describe;
@@ -26,7 +27,9 @@ pub struct Daemon {
     generation: AtomicU64,
     /// The unlock key our node key is currently sealed with (None: not sealed).
     unlock_key_used: Mutex<Option<String>>,
-    pub images: images::Images,
+    pub images: Arc<images::Images>,
+    pub runtime: shoal_runtime::container::Runtime,
+    task_executor: Arc<dyn shoal_agent::worker::TaskExecutor>,
 }
 
 fn init_tracing(cfg: &DaemonConfig) -> Result<()> {
@@ -44,6 +47,35 @@ fn init_tracing(cfg: &DaemonConfig) -> Result<()> {
     Ok(())
 }
 
+/// The container runtime of this node; containers that kept running while the daemon was down
+/// are re-attached, dead ones get their recorded exit status.
+async fn open_runtime(cfg: &DaemonConfig) -> Result<shoal_runtime::container::Runtime> {
+    let monitor_bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("shoal-monitor")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "shoal-monitor".into());
+    let runtime = shoal_runtime::container::Runtime::open(
+        cfg.data_root.join("containers"),
+        cfg.exec_root.clone(),
+        shoal_runtime::container::RuntimeOptions {
+            runtime_bin: cfg.runtime.clone(),
+            cgroup_parent: cfg.cgroup_parent.clone(),
+            monitor_bin,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("opening the container runtime: {e}"))?;
+    match runtime.restore().await {
+        Ok(r) => tracing::info!(
+            reattached = r.reattached.len(),
+            reconciled = r.reconciled.len(),
+            "containers restored"
+        ),
+        Err(e) => tracing::warn!("restoring containers: {e}"),
+    }
+    Ok(runtime)
+}
+
 pub async fn run(args: config::DaemonArgs) -> Result<()> {
     let cfg = DaemonConfig::from_args(args)?;
     init_tracing(&cfg)?;
@@ -57,9 +89,17 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let sealed_at_start = shoal_manager::ca::NodeSecrets::is_sealed(&cfg.data_root).unwrap_or(false);
-    let images = images::Images::open(&cfg.data_root, &cfg.insecure_registries)?;
+    let images = Arc::new(images::Images::open(&cfg.data_root, &cfg.insecure_registries)?);
+    let runtime = open_runtime(&cfg).await?;
+    let task_executor: Arc<dyn shoal_agent::worker::TaskExecutor> =
+        Arc::new(executor::ContainerExecutor {
+            images: images.clone(),
+            executor: shoal_runtime::container::Executor::new(runtime.clone()),
+        });
     let daemon = Arc::new(Daemon {
         images,
+        runtime,
+        task_executor,
         cfg: cfg.clone(),
         slot: RwLock::new(Slot::Inactive),
         op_lock: Mutex::new(()),

@@ -60,7 +60,7 @@ impl Daemon {
         }
         let creds = ca::load_credentials(&self.cfg.data_root, None)
             .map_err(|e| anyhow::anyhow!("loading node credentials: {e}"))?;
-        let node = ActiveNode::start(
+        let node = ActiveNode::start(&self.task_executor, 
             &self.cfg,
             local,
             creds,
@@ -125,7 +125,7 @@ impl Daemon {
         let result = async {
             ca::save_credentials(&self.cfg.data_root, &creds, unlock.as_ref()).map_err(internal)?;
             local_state::save(&self.cfg.data_root, &local).map_err(internal)?;
-            let node = ActiveNode::start(&self.cfg, local.clone(), creds.clone(), Bootstrap::NewCluster)
+            let node = ActiveNode::start(&self.task_executor, &self.cfg, local.clone(), creds.clone(), Bootstrap::NewCluster)
                 .await
                 .map_err(|e| ApiError::internal(format!("{e:#}")))?;
             let manager = node.manager.clone().ok_or_else(|| internal("no manager"))?;
@@ -208,7 +208,7 @@ impl Daemon {
         }
         let (local, creds) = (node.local.clone(), node.creds.clone());
         node.stop().await;
-        let restarted = ActiveNode::start(
+        let restarted = ActiveNode::start(&self.task_executor, 
             &self.cfg,
             local,
             creds.clone(),
@@ -289,7 +289,7 @@ impl Daemon {
                     force_new_cluster: false,
                 }
             };
-            ActiveNode::start(&self.cfg, local, creds, boot)
+            ActiveNode::start(&self.task_executor, &self.cfg, local, creds, boot)
                 .await
                 .map_err(|e| ApiError::unavailable(format!("{e:#}")))
         }
@@ -364,7 +364,7 @@ impl Daemon {
             .map_err(|_| ApiError::invalid_argument("invalid key: not a swarm unlock key"))?;
         let creds = ca::load_credentials(&self.cfg.data_root, Some(&key))
             .map_err(|_| ApiError::invalid_argument("swarm could not be unlocked: invalid key"))?;
-        let node = ActiveNode::start(
+        let node = ActiveNode::start(&self.task_executor, 
             &self.cfg,
             local,
             creds,
@@ -569,7 +569,7 @@ impl Daemon {
                 force_new_cluster: false,
             }
         };
-        let node = ActiveNode::start(&self.cfg, new_local, new_creds, boot).await?;
+        let node = ActiveNode::start(&self.task_executor, &self.cfg, new_local, new_creds, boot).await?;
         *slot = Slot::Active(node);
         Ok(())
     }

@@ -1,0 +1,268 @@
+//! Task dispatch to agents: what a node is assigned, the assignment stream (a complete set, then
+//! differences), and the agents' status reports.
+//!
+//! Secrets and configs travel only to nodes running a task that uses them, and a node stops
+//! receiving them (and is told to drop them) once no such task remains.
+
+use crate::manager::Manager;
+use shoal_proto::dispatcher::{AssignmentsMessage, TaskStatusUpdate};
+use shoal_store::{Change, StoreView};
+use shoal_types::{ApiError, Config, Object, ObjectKind, Secret, Task, TaskState, TaskStatus};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Tasks per message: keeps every message far below gRPC limits however big the set.
+const TASKS_PER_MESSAGE: usize = 200;
+/// Changes are gathered this long before an incremental message goes out.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+
+/// What one node should know: its live tasks and the secrets/configs they use.
+#[derive(Default, Clone, PartialEq)]
+pub struct NodeSet {
+    pub tasks: BTreeMap<String, Task>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub configs: BTreeMap<String, Config>,
+}
+
+fn referenced_ids(task: &Task, list: &str, field: &str) -> Vec<String> {
+    serde_json::to_value(&task.spec)
+        .ok()
+        .and_then(|v| v["ContainerSpec"][list].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r[field].as_str().map(str::to_string))
+        .collect()
+}
+
+/// A task belongs in a node's set from ASSIGNED on, while it still needs the agent: not yet
+/// finished, or finished but the manager wants it removed (the agent then deletes it).
+fn is_live(t: &Task) -> bool {
+    t.status.state >= TaskState::Assigned
+        && (t.status.state < TaskState::Complete || t.desired_state < TaskState::Remove)
+}
+
+pub fn node_set(view: &StoreView, node_id: &str) -> NodeSet {
+    let mut set = NodeSet::default();
+    let mut secret_ids = BTreeSet::new();
+    let mut config_ids = BTreeSet::new();
+    for o in view.list(ObjectKind::Task) {
+        let Object::Task(t) = o else { continue };
+        if t.node_id != node_id || !is_live(t) {
+            continue;
+        }
+        if t.status.state <= TaskState::Running && t.desired_state <= TaskState::Running {
+            secret_ids.extend(referenced_ids(t, "Secrets", "SecretID"));
+            config_ids.extend(referenced_ids(t, "Configs", "ConfigID"));
+        }
+        set.tasks.insert(t.id.clone(), t.clone());
+    }
+    for id in secret_ids {
+        if let Some(Object::Secret(s)) = view.get(ObjectKind::Secret, &id) {
+            set.secrets.insert(id, s.clone());
+        }
+    }
+    for id in config_ids {
+        if let Some(Object::Config(c)) = view.get(ObjectKind::Config, &id) {
+            set.configs.insert(id, c.clone());
+        }
+    }
+    set
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// The complete set, split into messages of at most `TASKS_PER_MESSAGE` tasks.
+pub fn complete_messages(set: &NodeSet) -> Vec<AssignmentsMessage> {
+    let tasks: Vec<&Task> = set.tasks.values().collect();
+    let mut out: Vec<AssignmentsMessage> = tasks
+        .chunks(TASKS_PER_MESSAGE)
+        .map(|chunk| AssignmentsMessage {
+            complete: true,
+            tasks_json: chunk.iter().map(|t| json(*t)).collect(),
+            ..Default::default()
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(AssignmentsMessage {
+            complete: true,
+            ..Default::default()
+        });
+    }
+    let last = out.len() - 1;
+    out[last].last_of_set = true;
+    out[last].secrets_json = set.secrets.values().map(json).collect();
+    out[last].configs_json = set.configs.values().map(json).collect();
+    out
+}
+
+/// The difference from `old` to `new`, split like the complete set; empty when nothing changed.
+pub fn diff_messages(old: &NodeSet, new: &NodeSet) -> Vec<AssignmentsMessage> {
+    let changed: Vec<&Task> = new
+        .tasks
+        .values()
+        .filter(|t| old.tasks.get(&t.id) != Some(*t))
+        .collect();
+    let removed: Vec<String> = old
+        .tasks
+        .keys()
+        .filter(|id| !new.tasks.contains_key(*id))
+        .cloned()
+        .collect();
+    let secrets: Vec<Vec<u8>> = new
+        .secrets
+        .values()
+        .filter(|s| old.secrets.get(&s.id) != Some(*s))
+        .map(json)
+        .collect();
+    let configs: Vec<Vec<u8>> = new
+        .configs
+        .values()
+        .filter(|c| old.configs.get(&c.id) != Some(*c))
+        .map(json)
+        .collect();
+    let removed_secrets: Vec<String> = old
+        .secrets
+        .keys()
+        .filter(|id| !new.secrets.contains_key(*id))
+        .cloned()
+        .collect();
+    let removed_configs: Vec<String> = old
+        .configs
+        .keys()
+        .filter(|id| !new.configs.contains_key(*id))
+        .cloned()
+        .collect();
+    if changed.is_empty()
+        && removed.is_empty()
+        && secrets.is_empty()
+        && configs.is_empty()
+        && removed_secrets.is_empty()
+        && removed_configs.is_empty()
+    {
+        return Vec::new();
+    }
+    let mut out: Vec<AssignmentsMessage> = changed
+        .chunks(TASKS_PER_MESSAGE)
+        .map(|chunk| AssignmentsMessage {
+            tasks_json: chunk.iter().map(|t| json(*t)).collect(),
+            ..Default::default()
+        })
+        .collect();
+    // Secrets and configs go before (or with) the tasks that need them; removals last.
+    let mut first = AssignmentsMessage {
+        secrets_json: secrets,
+        configs_json: configs,
+        ..Default::default()
+    };
+    if let Some(m) = out.first_mut() {
+        first.tasks_json = std::mem::take(&mut m.tasks_json);
+        out[0] = first;
+    } else {
+        out.push(first);
+    }
+    let last = out.len() - 1;
+    out[last].removed_task_ids = removed;
+    out[last].removed_secret_ids = removed_secrets;
+    out[last].removed_config_ids = removed_configs;
+    out
+}
+
+/// Feed `tx` with the node's assignments until the receiver goes away or this manager stops
+/// leading (the agent then reconnects to the new leader and gets a complete set).
+pub fn spawn_assignment_stream(
+    manager: Arc<Manager>,
+    node_id: String,
+    tx: mpsc::Sender<Result<AssignmentsMessage, tonic::Status>>,
+) {
+    tokio::spawn(async move {
+        let mut events = manager.store.watch();
+        let mut sent = node_set(&manager.view(), &node_id);
+        for m in complete_messages(&sent) {
+            if tx.send(Ok(m)).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            tokio::select! {
+                r = events.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
+                        return;
+                    }
+                    // Lagged or not, the set is recomputed from the view below.
+                }
+                _ = tx.closed() => return,
+            }
+            tokio::time::sleep(BATCH_WAIT).await;
+            while events.try_recv().is_ok() {}
+            if !manager.is_leader() {
+                let _ = tx
+                    .send(Err(tonic::Status::unavailable(
+                        "this manager is no longer the leader",
+                    )))
+                    .await;
+                return;
+            }
+            let now = node_set(&manager.view(), &node_id);
+            for m in diff_messages(&sent, &now) {
+                if tx.send(Ok(m)).await.is_err() {
+                    return;
+                }
+            }
+            sent = now;
+        }
+    });
+}
+
+/// Apply an agent's status reports: only for tasks on that node, and only forward in state
+/// (task states never go back). Retried on version races with the orchestrators.
+pub async fn apply_status_updates(
+    manager: &Manager,
+    node_id: &str,
+    updates: Vec<TaskStatusUpdate>,
+) -> Result<(), ApiError> {
+    let mut parsed = Vec::new();
+    for u in updates {
+        let status: TaskStatus = serde_json::from_slice(&u.status_json)
+            .map_err(|e| ApiError::invalid_argument(format!("bad task status: {e}")))?;
+        parsed.push((u.task_id, status));
+    }
+    let mut last_err = None;
+    for _ in 0..5 {
+        let view = manager.view();
+        let mut changes = Vec::new();
+        for (id, status) in &parsed {
+            let Some(Object::Task(t)) = view.get(ObjectKind::Task, id) else {
+                continue;
+            };
+            if t.node_id != node_id {
+                return Err(ApiError::permission_denied(format!(
+                    "task {id} is not assigned to node {node_id}"
+                )));
+            }
+            if status.state < t.status.state
+                || (status.state == t.status.state && status == &t.status)
+            {
+                continue;
+            }
+            let mut updated = t.clone();
+            updated.status = status.clone();
+            changes.push(Change::Update {
+                object: Object::Task(updated),
+                expected_version: Some(t.meta.version.index),
+            });
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        match manager.propose(changes).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind == shoal_types::ErrorKind::OutOfSequence => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ApiError::internal("task status update kept conflicting")))
+}

@@ -1,0 +1,276 @@
+//! Runs swarm tasks as containers: the agent's `TaskExecutor` over this node's image store and
+//! container runtime. Containers are named `<service>.<slot>.<task>` (global tasks:
+//! `<service>.<node>.<task>`) and labelled like Docker's (`com.docker.swarm.*`).
+
+use super::images::{Images, api_error};
+use async_trait::async_trait;
+use shoal_agent::worker::{ExecError, Exit, TaskExecutor};
+use shoal_runtime::container::{
+    ContainerConfig, Executor, ExecutorError, HealthConfig, ImageDefaults, MountKind, MountSpec,
+    Resources, SecretFile,
+};
+use shoal_runtime::image::{Reference, registry::no_progress};
+use shoal_types::task_spec::MountType;
+use shoal_types::{Config, Secret, Task};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ContainerExecutor {
+    pub images: Arc<Images>,
+    pub executor: Executor,
+}
+
+fn fatal(e: impl std::fmt::Display) -> ExecError {
+    ExecError::fatal(e.to_string())
+}
+
+fn from_exec(e: ExecutorError) -> ExecError {
+    ExecError {
+        fatal: e.is_fatal(),
+        message: e.to_string(),
+    }
+}
+
+fn parse_id(s: &str) -> u32 {
+    s.parse().unwrap_or(0)
+}
+
+fn container_name(task: &Task) -> String {
+    let service = &task.service_annotations.name;
+    if task.slot > 0 {
+        format!("{service}.{}.{}", task.slot, task.id)
+    } else {
+        format!("{service}.{}.{}", task.node_id, task.id)
+    }
+}
+
+impl ContainerExecutor {
+    async fn ensure_image(&self, image: &str) -> Result<(), ExecError> {
+        if self.images.store.get(image).is_ok() {
+            return Ok(());
+        }
+        let reference = Reference::parse(image).map_err(fatal)?;
+        self.images
+            .registry
+            .pull(&self.images.store, &reference, None, &no_progress)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let msg = api_error(e).message;
+                ExecError::fatal(format!("No such image: {image} ({msg})"))
+            })
+    }
+
+    fn config(
+        &self,
+        task: &Task,
+        secrets: &[Secret],
+        configs: &[Config],
+    ) -> Result<ContainerConfig, ExecError> {
+        let spec = task
+            .spec
+            .container_spec
+            .as_ref()
+            .ok_or_else(|| ExecError::fatal("task has no container spec"))?;
+        let rec = self.images.store.get(&spec.image).map_err(fatal)?;
+        let lower_dirs = self.images.store.layer_paths(&spec.image).map_err(fatal)?;
+        let ic = self.images.store.image_config(&spec.image).map_err(fatal)?;
+        let image_config = ImageDefaults {
+            env: ic.env.clone().unwrap_or_default(),
+            cmd: ic.cmd.clone(),
+            entrypoint: ic.entrypoint.clone(),
+            working_dir: ic.working_dir.clone().filter(|d| !d.is_empty()),
+            user: ic.user.clone().filter(|u| !u.is_empty()),
+            healthcheck: ic.healthcheck.as_ref().map(|h| HealthConfig {
+                test: h.test.clone().unwrap_or_default(),
+                interval: h.interval.unwrap_or(0).max(0) as u64,
+                timeout: h.timeout.unwrap_or(0).max(0) as u64,
+                retries: h.retries.unwrap_or(0).max(0) as u32,
+                start_period: h.start_period.unwrap_or(0).max(0) as u64,
+            }),
+            stop_signal: ic.stop_signal.clone(),
+        };
+        let mut labels = spec.labels.clone();
+        labels.insert("com.docker.swarm.task.id".into(), task.id.clone());
+        labels.insert("com.docker.swarm.task.name".into(), {
+            let n = container_name(task);
+            n.rsplit_once('.').map(|(a, _)| a.to_string()).unwrap_or(n)
+        });
+        labels.insert("com.docker.swarm.node.id".into(), task.node_id.clone());
+        labels.insert("com.docker.swarm.service.id".into(), task.service_id.clone());
+        labels.insert(
+            "com.docker.swarm.service.name".into(),
+            task.service_annotations.name.clone(),
+        );
+        let mut mounts = Vec::new();
+        for m in &spec.mounts {
+            let kind = match m.r#type.unwrap_or(MountType::Volume) {
+                MountType::Bind => MountKind::Bind,
+                MountType::Volume => MountKind::Volume,
+                MountType::Tmpfs => MountKind::Tmpfs,
+                other => {
+                    return Err(ExecError::fatal(format!(
+                        "mount type {} is not supported",
+                        other.as_str()
+                    )));
+                }
+            };
+            mounts.push(MountSpec {
+                kind,
+                source: (!m.source.is_empty()).then(|| m.source.clone()),
+                target: m.target.clone(),
+                read_only: m.read_only,
+                tmpfs_size: m
+                    .tmpfs_options
+                    .as_ref()
+                    .map(|t| t.size_bytes)
+                    .filter(|s| *s > 0)
+                    .map(|s| s as u64),
+                tmpfs_mode: m.tmpfs_options.as_ref().map(|t| t.mode).filter(|m| *m > 0),
+                no_copy: m.volume_options.as_ref().is_some_and(|v| v.no_copy),
+            });
+        }
+        let mut files = Vec::new();
+        for r in &spec.secrets {
+            let Some(s) = secrets.iter().find(|s| s.id == r.secret_id) else {
+                return Err(ExecError::fatal(format!(
+                    "secret {} is not available on this node",
+                    r.secret_name
+                )));
+            };
+            let f = r.file.clone().unwrap_or_default();
+            let name = if f.name.is_empty() { r.secret_name.clone() } else { f.name };
+            files.push(SecretFile {
+                target: name,
+                data: s.spec.data.clone().unwrap_or_default(),
+                uid: parse_id(&f.uid),
+                gid: parse_id(&f.gid),
+                mode: if f.mode == 0 { 0o444 } else { f.mode },
+            });
+        }
+        for r in &spec.configs {
+            let Some(c) = configs.iter().find(|c| c.id == r.config_id) else {
+                return Err(ExecError::fatal(format!(
+                    "config {} is not available on this node",
+                    r.config_name
+                )));
+            };
+            let Some(f) = r.file.clone() else { continue };
+            let target = if f.name.starts_with('/') {
+                f.name
+            } else {
+                format!("/{}", if f.name.is_empty() { &r.config_name } else { &f.name })
+            };
+            files.push(SecretFile {
+                target,
+                data: c.spec.data.clone().unwrap_or_default(),
+                uid: parse_id(&f.uid),
+                gid: parse_id(&f.gid),
+                mode: if f.mode == 0 { 0o444 } else { f.mode },
+            });
+        }
+        let limits = task
+            .spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        Ok(ContainerConfig {
+            name: Some(container_name(task)),
+            image: spec.image.clone(),
+            image_id: rec.id.to_string(),
+            lower_dirs,
+            image_config,
+            // Docker's service semantics: Command replaces the entrypoint, Args the cmd.
+            entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            env: spec.env.clone(),
+            working_dir: (!spec.dir.is_empty()).then(|| spec.dir.clone()),
+            user: (!spec.user.is_empty()).then(|| spec.user.clone()),
+            hostname: (!spec.hostname.is_empty()).then(|| spec.hostname.clone()),
+            mounts,
+            resources: Resources {
+                memory: limits.memory_bytes.max(0) as u64,
+                nano_cpus: limits.nano_cpus.max(0) as u64,
+                pids_limit: limits.pids,
+            },
+            healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
+                test: h.test.clone(),
+                interval: h.interval.max(0) as u64,
+                timeout: h.timeout.max(0) as u64,
+                retries: h.retries.max(0) as u32,
+                start_period: h.start_period.max(0) as u64,
+            }),
+            stop_signal: (!spec.stop_signal.is_empty()).then(|| spec.stop_signal.clone()),
+            stop_timeout: spec
+                .stop_grace_period
+                .map(|ns| (ns.max(0) as u64).div_ceil(1_000_000_000)),
+            read_only: spec.read_only,
+            cap_add: spec.capability_add.clone(),
+            cap_drop: spec.capability_drop.clone(),
+            labels,
+            extra_hosts: spec.hosts.clone(),
+            files,
+            ..Default::default()
+        })
+    }
+}
+
+#[async_trait]
+impl TaskExecutor for ContainerExecutor {
+    async fn prepare(
+        &self,
+        task: &Task,
+        secrets: &[Secret],
+        configs: &[Config],
+    ) -> Result<String, ExecError> {
+        let image = task
+            .spec
+            .container_spec
+            .as_ref()
+            .map(|c| c.image.clone())
+            .ok_or_else(|| ExecError::fatal("task has no container spec"))?;
+        self.ensure_image(&image).await?;
+        let cfg = self.config(task, secrets, configs)?;
+        self.executor.prepare(cfg).await.map_err(from_exec)
+    }
+
+    async fn start(&self, container: &str) -> Result<(), ExecError> {
+        self.executor.start(container).await.map_err(from_exec)
+    }
+
+    async fn wait(&self, container: &str) -> Result<Exit, ExecError> {
+        let exit = self.executor.wait(container).await.map_err(from_exec)?;
+        Ok(Exit {
+            code: exit.exit_code,
+            error: if exit.oom_killed {
+                Some("task: container was OOM-killed".into())
+            } else {
+                exit.error
+            },
+        })
+    }
+
+    async fn shutdown(&self, container: &str, grace: Duration) -> Result<(), ExecError> {
+        self.executor
+            .shutdown(container, grace)
+            .await
+            .map_err(from_exec)
+    }
+
+    async fn remove(&self, container: &str) -> Result<(), ExecError> {
+        self.executor.remove(container).await.map_err(from_exec)
+    }
+
+    async fn existing(&self, task: &Task) -> Option<(String, bool)> {
+        self.executor
+            .runtime()
+            .list(true)
+            .into_iter()
+            .find(|c| c.labels.get("com.docker.swarm.task.id") == Some(&task.id))
+            .map(|c| {
+                let running = serde_json::to_value(&c.state).is_ok_and(|v| v == "running");
+                (c.id, running)
+            })
+    }
+}
