@@ -420,6 +420,16 @@ async fn stop_grace_then_sigkill() {
     rt.start(&id2).await.unwrap();
     assert_eq!(rt.inspect(&id2).unwrap().state.status, Status::Running);
     rt.stop(&id2, Some(Duration::from_secs(5))).await.unwrap();
+
+    // AutoRemove: gone once it exits, with its dirs.
+    let mut cfg = env.config(&["true"]);
+    cfg.auto_remove = true;
+    let id3 = env.run(cfg).await;
+    wait_for("auto-remove", Duration::from_secs(15), || {
+        rt.inspect(&id3).is_err()
+    })
+    .await;
+    assert!(!env.root.join(&id3).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

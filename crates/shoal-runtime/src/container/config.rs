@@ -55,6 +55,9 @@ pub struct ContainerConfig {
     pub resolv_conf: Option<String>,
     /// Secrets and configs, written to a per-container tmpfs and bind-mounted read-only.
     pub files: Vec<SecretFile>,
+    /// Remove the container when it exits (and is not restarted).
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// The part of an image config a container run needs.

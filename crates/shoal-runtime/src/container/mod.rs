@@ -15,6 +15,7 @@
 //! Every path and cgroup is per daemon, so several daemons on one machine never collide.
 
 mod config;
+mod docker;
 mod error;
 mod executor;
 mod health;
@@ -35,6 +36,7 @@ pub use config::{
     NetworkMode, Resources, RestartPolicy, SecretFile, parse_bytes, parse_cpus, parse_duration,
     parse_env_file, validate_container_name, validate_volume_name,
 };
+pub use docker::{ResolvedImage, from_create_request, health_from_wire};
 pub use error::{Error, Result};
 pub use executor::{Executor, ExecutorError, TaskExit};
 pub use logs::{LogOptions, LogRecord, LogStream, LogStreamBox};

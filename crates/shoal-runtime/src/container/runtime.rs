@@ -1538,6 +1538,24 @@ async fn on_monitor_exit(weak: Weak<Inner>, ctr: Arc<Ctr>, epoch: u64) {
     });
     if restart {
         spawn_restart(&inner, ctr, epoch);
+    } else if ctr.config.auto_remove {
+        let rt = Runtime {
+            inner: inner.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = rt
+                .remove(
+                    &ctr.id,
+                    RemoveOptions {
+                        force: true,
+                        volumes: true,
+                    },
+                )
+                .await
+            {
+                tracing::warn!(id = %ctr.id, "auto-remove: {e}");
+            }
+        });
     }
 }
 
