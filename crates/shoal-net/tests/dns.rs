@@ -154,3 +154,52 @@ async fn answers_forwards_and_follows_swaps() {
     let (rc, _) = ask(a, 13, "example.net").await;
     assert_eq!(rc, ResponseCode::ServFail);
 }
+
+/// The daemon binds one server per container namespace: bind inside a namespace this test
+/// creates (root), query from inside it on its own loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_inside_a_namespace() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (network namespaces)"
+    );
+    let ns =
+        shoal_net::netns::NetnsGuard::create(&format!("sn{}-dns", std::process::id())).unwrap();
+    shoal_net::netlink::Netlink::in_netns(ns.path())
+        .unwrap()
+        .set_up("lo")
+        .await
+        .unwrap();
+    let mut t = DnsTable::new();
+    t.set_name("n", "db", vec![Ipv4Addr::new(10, 1, 2, 3)])
+        .unwrap();
+    let srv = DnsServer::bind_in_netns(
+        ns.path(),
+        "127.0.0.11:53".parse().unwrap(),
+        SharedTable::new(t),
+        DnsConfig {
+            scopes: vec!["n".into()],
+            upstreams: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        srv.udp_addr(),
+        "127.0.0.11:53".parse::<SocketAddr>().unwrap()
+    );
+    let ans = shoal_net::netns::run_in(ns.path(), || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_to(&dns::a_query(7, "db").unwrap(), "127.0.0.11:53")
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = s.recv_from(&mut buf).unwrap();
+        dns::parse_a_answer(&buf[..n]).unwrap()
+    })
+    .unwrap();
+    assert_eq!(
+        ans,
+        (ResponseCode::NoError, vec![Ipv4Addr::new(10, 1, 2, 3)])
+    );
+}
