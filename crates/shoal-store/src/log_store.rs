@@ -12,11 +12,34 @@ use crate::disk::Disk;
 #[derive(Clone)]
 pub(crate) struct LogStore {
     disk: Disk,
+    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
-    pub(crate) fn new(disk: Disk) -> Self {
-        LogStore { disk }
+    pub(crate) fn new(disk: Disk) -> anyhow::Result<Self> {
+        let (flusher, rx) = std::sync::mpsc::channel();
+        let d = disk.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || flush_loop(d, rx))?;
+        Ok(LogStore { disk, flusher })
+    }
+}
+
+/// Group commit: appends are written without fsync and readable at once (so the leader
+/// replicates while its own write is still in flight); this thread makes all pending appends
+/// durable with one fsync and only then reports them flushed, which is what openraft counts.
+/// It ends when the last `LogStore` clone is gone.
+fn flush_loop(disk: Disk, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let res = disk.flush().map_err(|e| e.to_string());
+        for cb in batch {
+            cb.log_io_completed(res.clone().map_err(std::io::Error::other));
+        }
     }
 }
 
@@ -109,18 +132,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let disk = self.disk.clone();
-        // The write is durable (fsync) when it returns, so the flush callback follows at once.
-        match blocking(move || disk.append(&entries)).await {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(any(e)).into())
-            }
+        // Without fsync this is a short in-memory/page-cache write, fine on an async worker.
+        if let Err(e) = self.disk.append_unflushed(&entries) {
+            callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            return Err(StorageIOError::write_logs(any(e)).into());
         }
+        if let Err(std::sync::mpsc::SendError(cb)) = self.flusher.send(callback) {
+            cb.log_io_completed(Err(std::io::Error::other("raft log flusher stopped")));
+            return Err(
+                StorageIOError::write_logs(AnyError::error("raft log flusher stopped")).into(),
+            );
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

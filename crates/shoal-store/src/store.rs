@@ -115,7 +115,7 @@ impl Store {
         let shared = Shared::new();
         let sm = StateMachine::load(disk.clone(), shared.clone())?;
         let db_closed = disk.closed_flag();
-        let log = LogStore::new(disk);
+        let log = LogStore::new(disk).context("starting the raft log flusher")?;
         let contacts = Arc::new(Contacts::default());
         let net = NetworkFactory {
             self_id: cfg.node_id,
