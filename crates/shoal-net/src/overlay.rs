@@ -190,6 +190,27 @@ impl Overlay {
         self.nl.del_fdb(OVERLAY_VXLAN, mac, vtep).await
     }
 
+    /// Program one gossip change if it concerns this overlay (`network_id` matches); returns
+    /// whether anything was done. Endpoints whose VTEP is our own are skipped (local ones are
+    /// on the bridge already).
+    pub async fn apply_gossip_event(&self, ev: &crate::gossip::EndpointEvent) -> Result<bool> {
+        use crate::gossip::EndpointEvent;
+        let (r, add) = match ev {
+            EndpointEvent::Added(r) => (r, true),
+            EndpointEvent::Removed(r) => (r, false),
+        };
+        let ep = &r.endpoint;
+        if ep.network != self.spec.network_id || ep.vtep == self.spec.local_vtep {
+            return Ok(false);
+        }
+        if add {
+            self.add_remote_endpoint(ep.ip, ep.mac, ep.vtep).await?;
+        } else {
+            self.remove_remote_endpoint(ep.ip, ep.mac, ep.vtep).await?;
+        }
+        Ok(true)
+    }
+
     /// Remove the overlay from this node: deleting the namespace destroys the bridge, the
     /// VXLAN device (and its socket) and the overlay ends of all endpoints.
     pub async fn teardown(self) -> Result<()> {
