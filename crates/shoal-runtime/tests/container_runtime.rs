@@ -290,6 +290,12 @@ async fn isolation_exec_logs_and_exit_code() {
     assert!(out.starts_with("sh"), "{out}");
     let (code, out) = exec_out(rt, &id, &["sh", "-c", "exit 7"]).await;
     assert_eq!(code, 7, "{out}");
+    // Default seccomp profile: no new namespaces.
+    let (code, out) = exec_out(rt, &id, &["unshare", "-n", "true"]).await;
+    assert_ne!(code, 0, "unshare allowed: {out}");
+    // /proc/timer_list is masked (bound to /dev/null): reads as empty.
+    let (code, out) = exec_out(rt, &id, &["sh", "-c", "cat /proc/timer_list | wc -c"]).await;
+    assert_eq!((code, out.trim()), (0, "0"), "masked path readable");
     let (_, out) = exec_out(rt, &id, &["cat", "/etc/hostname"]).await;
     assert_eq!(out.trim(), "box1");
 

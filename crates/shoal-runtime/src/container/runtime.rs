@@ -197,6 +197,8 @@ pub(crate) struct Inner {
     pub(crate) runc: RuncCli,
     containers: Mutex<BTreeMap<String, Arc<Ctr>>>,
     volumes: VolumeStore,
+    /// Makes name checks and inserts of concurrent creates atomic.
+    create_lock: Mutex<()>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -415,6 +417,7 @@ impl Runtime {
                 runc,
                 containers: Mutex::new(containers),
                 volumes,
+                create_lock: Mutex::new(()),
                 shutdown: CancellationToken::new(),
             }),
         })
@@ -474,6 +477,11 @@ impl Runtime {
 
     /// Validates the config and creates the container (not started). Returns its id.
     pub async fn create(&self, mut cfg: ContainerConfig) -> Result<String> {
+        let _create = self
+            .inner
+            .create_lock
+            .lock()
+            .map_err(|_| Error::Runtime("create lock poisoned".into()))?;
         // Validation first: bad input changes nothing.
         let name = match cfg.name.as_deref().filter(|n| !n.is_empty()) {
             Some(n) => validate_container_name(n)?,
