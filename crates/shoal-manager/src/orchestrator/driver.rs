@@ -20,6 +20,7 @@ pub const MAX_BATCH: usize = 500;
 const DEBOUNCE: Duration = Duration::from_millis(30);
 const MAX_LATENCY: Duration = Duration::from_millis(500);
 const TICK: Duration = Duration::from_millis(500);
+const MAX_TICK: Duration = Duration::from_secs(5);
 /// Passes in a row without waiting when a pass wrote something (work often comes in stages:
 /// create, then schedule).
 const MAX_FOLLOW_UPS: usize = 8;
@@ -33,10 +34,12 @@ impl Orchestration {
         tokio::spawn(async move {
             let mut events = manager.store.watch();
             let mut was_leader = false;
+            // Timer wake-ups back off on big clusters so idle passes stay a small share of CPU.
+            let mut tick = TICK;
             loop {
                 tokio::select! {
                     _ = stop.changed() => {}
-                    _ = tokio::time::sleep(TICK) => {}
+                    _ = tokio::time::sleep(tick) => {}
                     r = events.recv() => {
                         if !matches!(r, Err(broadcast::error::RecvError::Closed)) {
                             debounce(&mut events).await;
@@ -59,7 +62,18 @@ impl Orchestration {
                     continue;
                 }
                 for _ in 0..MAX_FOLLOW_UPS {
-                    let changes = crate::orchestrator::pass(&manager.view(), Utc::now());
+                    let view = manager.view();
+                    let started = std::time::Instant::now();
+                    // A pass over a large store is CPU work: keep it off the async workers.
+                    let Ok(changes) = tokio::task::spawn_blocking(move || {
+                        crate::orchestrator::pass(&view, Utc::now())
+                    })
+                    .await
+                    else {
+                        tracing::warn!("orchestration: a reconcile pass panicked");
+                        break;
+                    };
+                    tick = TICK.max(started.elapsed() * 4).min(MAX_TICK);
                     if changes.is_empty() {
                         break;
                     }
