@@ -10,7 +10,7 @@ use shoal_types::{Service, Task, TaskState};
 
 use super::restart::{self, Verdict};
 use super::updater::{self, UpdSlot};
-use super::{ClusterState, Plan, by_age, ended, new_task, run_state, wanted};
+use super::{ClusterState, Plan, by_age, ended, new_task, node_fits_placement, run_state, wanted};
 
 pub(crate) fn reconcile_service(
     st: &ClusterState,
@@ -75,7 +75,21 @@ pub(crate) fn reconcile_service(
 
     // Restart supervisor, held replacements, start-first cleanup.
     let mut upd = Vec::new();
+    // Constraint enforcement: a node whose labels changed may no longer fit (cached per node).
+    let has_placement = svc.spec.task_template.placement.is_some();
+    let mut fits: HashMap<&str, bool> = HashMap::new();
     for (slot, (cur, tasks)) in &occupied {
+        if has_placement && !cur.node_id.is_empty() && !ended(plan.task(cur)) {
+            let ok = *fits.entry(cur.node_id.as_str()).or_insert_with(|| {
+                st.nodes
+                    .get(cur.node_id.as_str())
+                    .is_none_or(|n| node_fits_placement(svc, n))
+            });
+            if !ok {
+                restart::replace(st, svc, cur, *slot, "", now, plan);
+                continue;
+            }
+        }
         match restart::evaluate(st, svc, plan.task(cur), tasks, now) {
             Verdict::Replace => {
                 restart::replace(st, svc, cur, *slot, "", now, plan);

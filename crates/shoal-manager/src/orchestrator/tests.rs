@@ -492,3 +492,55 @@ fn removed_service_tasks_are_reaped() {
     sim.run(3);
     assert!(sim.tasks(&id).is_empty());
 }
+
+#[test]
+fn node_label_change_moves_constrained_tasks() {
+    let mut sim = Sim::new();
+    sim.add_node("a", &[("disk", "ssd")]);
+    sim.add_node("b", &[("disk", "ssd")]);
+    let mut s = spec("db", "bb:1", 2);
+    s.task_template.restart_policy = Some(restart(RestartCondition::Any, 0, 0));
+    s.task_template.placement = Some(Placement {
+        constraints: vec!["node.labels.disk==ssd".into()],
+        ..Placement::default()
+    });
+    let id = sim.create(s);
+    sim.run(3);
+    assert_eq!(sim.running(&id).len(), 2);
+    sim.edit_node("a", |n| {
+        n.spec
+            .annotations
+            .labels
+            .insert("disk".into(), "hdd".into());
+    });
+    sim.run(4);
+    let per = sim.running_per_node(&id);
+    assert_eq!(per.get("b"), Some(&2), "{per:?}");
+}
+
+#[test]
+fn held_task_left_by_a_previous_leader_is_released() {
+    // State-derived decisions: a replacement held at READY (as an old leader left it) is
+    // released by whichever manager runs the next pass.
+    let mut sim = three_nodes();
+    let mut s = spec("web", "bb:1", 1);
+    s.task_template.restart_policy = Some(restart(RestartCondition::Any, 2, 0));
+    let id = sim.create(s);
+    sim.run(3);
+    sim.failing_images.push("bb:1".into());
+    sim.run(1);
+    sim.failing_images.clear();
+    sim.step();
+    assert!(
+        sim.tasks(&id)
+            .iter()
+            .any(|t| t.desired_state == TaskState::Ready)
+    );
+    // A "new leader" knows nothing but the store.
+    let snapshot = sim.mem.clone();
+    let mut fresh = Sim::new();
+    fresh.mem = snapshot;
+    fresh.now = sim.now + chrono::Duration::seconds(3);
+    fresh.run(3);
+    assert_eq!(fresh.running(&id).len(), 1);
+}
