@@ -503,3 +503,24 @@ pub fn in_netns<T: Send + 'static>(
         .join()
         .map_err(|_| anyhow!("thread in {ns} panicked"))?
 }
+
+/// The busybox-based test images (docker archives), built once per test process with
+/// `deploy/images/build.sh` into a temp dir that lives as long as the process.
+pub fn test_images() -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("shoal-test-images-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build.sh");
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(dir)
+    })
+    .clone()
+    .map_err(|e| anyhow!("building test images: {e}"))
+}

@@ -152,6 +152,7 @@ impl ActiveNode {
                 Bootstrap::Restart { .. } => {}
             }
             m.spawn_leader_loop(stop_rx.clone());
+            shoal_manager::orchestrator::Orchestration::spawn(m.clone(), stop_rx.clone());
             manager = Some(m);
         }
         let mut managers = local.managers.clone();

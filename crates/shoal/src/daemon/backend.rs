@@ -10,7 +10,9 @@ use shoal_api::{
     BackendResult, EventStream, EventsOptions, Filters, IdResponse, Logs, LogsOptions,
     NetworkCreateResponse, ServiceCreateResponse, ServiceUpdateOptions, ServiceUpdateResponse,
 };
+use super::containers;
 use super::named_data::{self, label_matches};
+use shoal_manager::control::{services, tasks};
 use shoal_manager::nodes;
 use shoal_store::Change;
 use shoal_types::swarm::{
@@ -282,55 +284,61 @@ impl shoal_api::Backend for DaemonBackend {
         Ok(())
     }
 
-    async fn service_list(&self, filters: Filters, _status: bool) -> BackendResult<Vec<Service>> {
-        filters.validate(&["id", "name", "label", "mode", "runtime"])?;
+    async fn service_list(&self, filters: Filters, status: bool) -> BackendResult<Vec<Service>> {
         let m = self.0.manager().await?;
-        Ok(m.view()
-            .list(ObjectKind::Service)
-            .filter_map(|o| match o {
-                Object::Service(s) => Some(s.clone()),
-                _ => None,
-            })
-            .collect())
+        services::list_services(&m.view(), &type_filters(&filters), status)
     }
 
-    async fn service_inspect(&self, id: &str, _insert_defaults: bool) -> BackendResult<Service> {
+    async fn service_inspect(&self, id: &str, insert_defaults: bool) -> BackendResult<Service> {
         let m = self.0.manager().await?;
         let view = m.view();
-        let services: Vec<&Service> = view
-            .list(ObjectKind::Service)
-            .filter_map(|o| match o {
-                Object::Service(s) => Some(s),
-                _ => None,
-            })
-            .collect();
-        resolve(services.into_iter(), id)
-            .cloned()
-            .map_err(|e| e.into_api("service"))
+        let mut svc = services::find_service(&view, id)?.clone();
+        if insert_defaults {
+            svc.spec = svc.spec.with_inserted_defaults();
+        }
+        Ok(svc)
     }
 
     async fn service_create(
         &self,
-        _spec: ServiceSpec,
+        spec: ServiceSpec,
         _registry_auth: Option<String>,
     ) -> BackendResult<ServiceCreateResponse> {
-        self.0.manager().await?;
-        Err(not_yet("creating services"))
+        let m = self.0.manager().await?;
+        let svc = services::create_service(&m.view(), spec, chrono::Utc::now())?;
+        let id = svc.id.clone();
+        m.propose(vec![Change::Create(Object::Service(svc))]).await?;
+        Ok(ServiceCreateResponse { id, warnings: None })
     }
 
     async fn service_update(
         &self,
-        _id: &str,
-        _spec: ServiceSpec,
-        _opts: ServiceUpdateOptions,
+        id: &str,
+        spec: ServiceSpec,
+        opts: ServiceUpdateOptions,
     ) -> BackendResult<ServiceUpdateResponse> {
-        self.0.manager().await?;
-        Err(not_yet("updating services"))
+        let m = self.0.manager().await?;
+        let svc = services::update_service(
+            &m.view(),
+            id,
+            opts.version,
+            spec,
+            opts.rollback == "previous",
+            chrono::Utc::now(),
+        )?;
+        m.propose(vec![Change::Update {
+            object: Object::Service(svc),
+            expected_version: Some(opts.version),
+        }])
+        .await?;
+        Ok(ServiceUpdateResponse { warnings: None })
     }
 
     async fn service_remove(&self, id: &str) -> BackendResult<()> {
-        self.service_inspect(id, false).await?;
-        Err(not_yet("removing services"))
+        let m = self.0.manager().await?;
+        let changes = services::remove_service(&m.view(), id)?;
+        m.propose(changes).await?;
+        Ok(())
     }
 
     async fn service_logs(&self, id: &str, _opts: LogsOptions) -> BackendResult<Logs> {
@@ -339,31 +347,30 @@ impl shoal_api::Backend for DaemonBackend {
     }
 
     async fn task_list(&self, filters: Filters) -> BackendResult<Vec<Task>> {
-        filters.validate(&[
-            "id",
-            "name",
-            "service",
-            "node",
-            "desired-state",
-            "label",
-            "_up-to-date",
-            "runtime",
-        ])?;
         let m = self.0.manager().await?;
-        Ok(m.view()
-            .list(ObjectKind::Task)
-            .filter_map(|o| match o {
-                Object::Task(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect())
+        tasks::list_tasks(&m.view(), &type_filters(&filters))
     }
 
     async fn task_inspect(&self, id: &str) -> BackendResult<Task> {
         let m = self.0.manager().await?;
-        match m.view().get(ObjectKind::Task, id) {
-            Some(Object::Task(t)) => Ok(t.clone()),
-            _ => Err(ApiError::not_found(format!("task {id} not found"))),
+        let view = m.view();
+        if let Some(Object::Task(t)) = view.get(ObjectKind::Task, id) {
+            return Ok(t.clone());
+        }
+        let matches: Vec<&Task> = view
+            .list(ObjectKind::Task)
+            .filter_map(|o| match o {
+                Object::Task(t) if t.id.starts_with(id) => Some(t),
+                _ => None,
+            })
+            .collect();
+        match matches.as_slice() {
+            [t] if !id.is_empty() => Ok((*t).clone()),
+            [] | [_] => Err(ApiError::not_found(format!("task {id} not found"))),
+            many => Err(ApiError::invalid_argument(format!(
+                "task {id} is ambiguous ({} matches found)",
+                many.len()
+            ))),
         }
     }
 
@@ -421,6 +428,85 @@ impl shoal_api::Backend for DaemonBackend {
         named_data::remove::<Config>(&m, id).await
     }
 
+    async fn container_list(&self, opts: shoal_api::ContainerListOptions) -> BackendResult<Vec<Value>> {
+        let mut all = containers::list(&self.0.runtime, opts.all);
+        let labels = opts.filters.get("label");
+        if !labels.is_empty() {
+            all.retain(|c| {
+                labels.iter().all(|want| {
+                    let l = &c["Labels"];
+                    match want.split_once('=') {
+                        Some((k, v)) => l[k] == v,
+                        None => !l[*want].is_null(),
+                    }
+                })
+            });
+        }
+        Ok(all)
+    }
+
+    async fn container_create(&self, name: Option<String>, body: Value) -> BackendResult<Value> {
+        let cfg = containers::create_config(&self.0.images, name, body)?;
+        let id = self
+            .0
+            .runtime
+            .create(cfg)
+            .await
+            .map_err(containers::api_error)?;
+        Ok(serde_json::json!({"Id": id, "Warnings": []}))
+    }
+
+    async fn container_start(&self, id: &str) -> BackendResult<()> {
+        self.0.runtime.start(id).await.map_err(containers::api_error)
+    }
+
+    async fn container_stop(
+        &self,
+        id: &str,
+        timeout: Option<i64>,
+        signal: Option<String>,
+    ) -> BackendResult<()> {
+        containers::stop(&self.0.runtime, id, timeout, signal).await
+    }
+
+    async fn container_restart(
+        &self,
+        id: &str,
+        timeout: Option<i64>,
+        _signal: Option<String>,
+    ) -> BackendResult<()> {
+        self.0
+            .runtime
+            .restart(id, timeout.map(|t| std::time::Duration::from_secs(t.max(0) as u64)))
+            .await
+            .map_err(containers::api_error)
+    }
+
+    async fn container_kill(&self, id: &str, signal: Option<String>) -> BackendResult<()> {
+        let sig = signal.filter(|s| !s.is_empty()).unwrap_or_else(|| "KILL".into());
+        self.0.runtime.kill(id, &sig).await.map_err(containers::api_error)
+    }
+
+    async fn container_wait(&self, id: &str, condition: &str) -> BackendResult<Value> {
+        containers::wait(&self.0.runtime, id, condition).await
+    }
+
+    async fn container_inspect(&self, id: &str, _size: bool) -> BackendResult<Value> {
+        containers::inspect(&self.0.runtime, id)
+    }
+
+    async fn container_logs(&self, id: &str, opts: LogsOptions) -> BackendResult<Logs> {
+        containers::logs(&self.0.runtime, id, opts)
+    }
+
+    async fn container_top(&self, id: &str, _ps_args: &str) -> BackendResult<Value> {
+        containers::top(&self.0.runtime, id).await
+    }
+
+    async fn container_remove(&self, id: &str, force: bool, volumes: bool) -> BackendResult<()> {
+        containers::remove(&self.0.runtime, id, force, volumes).await
+    }
+
     async fn distribution_inspect(
         &self,
         name: &str,
@@ -431,7 +517,7 @@ impl shoal_api::Backend for DaemonBackend {
 
     async fn image_list(&self, _all: bool, filters: Filters) -> BackendResult<Vec<Value>> {
         filters.validate(&["dangling", "label", "reference", "before", "since"])?;
-        self.0.images.list(&images_in_use())
+        self.0.images.list(&images_in_use(&self.0.runtime))
     }
 
     async fn image_pull(&self, opts: shoal_api::ImagePullOptions) -> BackendResult<shoal_api::ProgressStream> {
@@ -447,7 +533,7 @@ impl shoal_api::Backend for DaemonBackend {
     }
 
     async fn image_remove(&self, name: &str, force: bool, _noprune: bool) -> BackendResult<Value> {
-        self.0.images.remove(name, force, &images_in_use())
+        self.0.images.remove(name, force, &images_in_use(&self.0.runtime))
     }
 
     async fn image_push(
@@ -477,7 +563,7 @@ impl shoal_api::Backend for DaemonBackend {
             .get("dangling")
             .first()
             .is_none_or(|v| !matches!(*v, "false" | "0"));
-        self.0.images.prune(dangling_only, &images_in_use())
+        self.0.images.prune(dangling_only, &images_in_use(&self.0.runtime))
     }
 
     async fn network_list(&self, _filters: Filters) -> BackendResult<Vec<NetworkInspect>> {
@@ -505,9 +591,18 @@ impl shoal_api::Backend for DaemonBackend {
     }
 }
 
-/// Image IDs used by containers on this node (none can be removed or pruned).
-fn images_in_use() -> std::collections::HashSet<String> {
-    std::collections::HashSet::new()
+/// The API layer's filters in the shape the control functions take.
+fn type_filters(f: &Filters) -> shoal_types::filters::Filters {
+    shoal_types::filters::Filters(
+        f.0.iter()
+            .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+            .collect(),
+    )
+}
+
+/// Image IDs used by containers on this node (those cannot be removed or pruned).
+fn images_in_use(rt: &shoal_runtime::container::Runtime) -> std::collections::HashSet<String> {
+    rt.list(true).into_iter().map(|c| c.image_id).collect()
 }
 
 fn arch() -> String {

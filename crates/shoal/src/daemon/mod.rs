@@ -3,6 +3,7 @@
 pub mod active;
 pub mod addr;
 mod backend;
+mod containers;
 pub mod executor;
 pub mod images;
 pub mod config;

@@ -1,0 +1,104 @@
+//! Services on the lab with real containers: replicas spread over the nodes, a killed
+//! container's task is replaced, scale down, remove. Driven by the stock docker CLI.
+
+use shoal_e2e::{Lab, LabOptions, test_images, wait_for};
+use std::time::Duration;
+
+fn running_tasks(lab: &Lab, service: &str) -> Vec<(String, String)> {
+    let tasks = lab
+        .host(1)
+        .api_get(&format!(
+            "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
+        ))
+        .unwrap_or_default();
+    tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+        .map(|t| {
+            (
+                t["NodeID"].as_str().unwrap_or("").to_string(),
+                t["Status"]["ContainerStatus"]["ContainerID"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn replicated_service_runs_spreads_heals_and_goes_away() {
+    let images = test_images().unwrap();
+    let lab = Lab::new(LabOptions {
+        hosts: 3,
+        daemon_args: Vec::new(),
+    })
+    .unwrap();
+    lab.form_cluster(1).unwrap();
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])
+            .unwrap();
+    }
+    wait_for("3 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 3).then_some(()))
+    })
+    .unwrap();
+    let h1 = lab.host(1);
+    h1.docker(&[
+        "service", "create", "-d", "--name", "sleeper", "--replicas", "3",
+        "--restart-delay", "1s", "shoal-test/busybox:latest", "sleep", "600",
+    ])
+    .unwrap();
+    let tasks = wait_for("3 running tasks", Duration::from_secs(60), || {
+        let t = running_tasks(&lab, "sleeper");
+        Ok((t.len() == 3).then_some(t))
+    })
+    .unwrap();
+    let mut nodes: Vec<&String> = tasks.iter().map(|(n, _)| n).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "replicas not spread: {tasks:?}");
+    let ls = h1.docker(&["service", "ls"]).unwrap();
+    assert!(ls.contains("3/3"), "{ls}");
+
+    // Kill one task's container from outside: the task fails and is replaced.
+    let (_, container) = &tasks[0];
+    let victim = lab
+        .hosts
+        .iter()
+        .find_map(|h| {
+            let info = h.api_get(&format!("/v1.47/containers/{container}/json")).ok()?;
+            info["State"]["Pid"].as_i64().filter(|p| *p > 0)
+        })
+        .expect("the container's pid");
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    wait_for("the killed task replaced", Duration::from_secs(60), || {
+        let t = running_tasks(&lab, "sleeper");
+        Ok((t.len() == 3 && !t.iter().any(|(_, c)| c == container)).then_some(()))
+    })
+    .unwrap();
+
+    h1.docker(&["service", "scale", "-d", "sleeper=1"]).unwrap();
+    wait_for("1 running task", Duration::from_secs(60), || {
+        Ok((running_tasks(&lab, "sleeper").len() == 1).then_some(()))
+    })
+    .unwrap();
+    h1.docker(&["service", "rm", "sleeper"]).unwrap();
+    wait_for("no containers left", Duration::from_secs(60), || {
+        let total: usize = lab
+            .hosts
+            .iter()
+            .map(|h| {
+                h.api_get("/v1.47/containers/json?all=1")
+                    .ok()
+                    .and_then(|v| v.as_array().map(|a| a.len()))
+                    .unwrap_or(0)
+            })
+            .sum();
+        Ok((total == 0).then_some(()))
+    })
+    .unwrap();
+}
