@@ -280,3 +280,50 @@ async fn force_new_cluster_on_a_survivor_keeps_state() {
     assert!(ok);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_removes_itself_and_followers_watch() {
+    let d = dirs(3);
+    let ms = cluster(3, &d, fast_reachability).await;
+    let refs: Vec<&Member> = ms.iter().collect();
+    assert_eq!(agreed_leader(&refs, Duration::from_secs(5)).await, 1);
+
+    // A follower's watch sees the leader's writes, gap-free after its view.
+    let (view, mut rx) = ms[2].store.view_and_watch();
+    let a = ms[0]
+        .store
+        .propose(create_secret("w1", "w1"))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("event in time")
+        .unwrap();
+    assert_eq!(ev.object.id(), "w1");
+    assert_eq!(ev.index, a.index);
+    assert!(ev.index > view.index());
+
+    // Wait until the leader has heard from both followers, then it leaves.
+    let ok = eventually(Duration::from_secs(3), || {
+        ms[0]
+            .store
+            .metrics()
+            .members
+            .iter()
+            .all(|m| m.reachability == Reachability::Reachable)
+    })
+    .await;
+    assert!(ok);
+    ms[0].store.remove_voter(1).await.unwrap();
+    let rest: Vec<&Member> = ms[1..].iter().collect();
+    let leader = agreed_leader(&rest, Duration::from_secs(6)).await;
+    assert_ne!(leader, 1);
+    let lead = rest.iter().find(|m| m.store.node_id() == leader).unwrap();
+    let ids: Vec<u64> = lead.store.members().iter().map(|m| m.node_id).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(!ids.contains(&1));
+    lead.store.propose(create_secret("w2", "w2")).await.unwrap();
+    for m in ms {
+        m.stop().await;
+    }
+}
