@@ -1,5 +1,7 @@
 //! Service create / update / remove / list / status as pure functions over a store snapshot.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use shoal_store::Change;
 use shoal_types::filters::Filters;
@@ -7,8 +9,8 @@ use shoal_types::service::{
     Endpoint, JobStatus, ModeKind, ServiceStatus, UpdateState, UpdateStatus,
 };
 use shoal_types::{
-    ApiError, Meta, NodeState, Object, ObjectKind, Service, ServiceSpec, TaskState, Version,
-    new_id, resolve,
+    ApiError, Meta, Node, NodeState, Object, ObjectKind, Service, ServiceSpec, Task, TaskState,
+    Version, new_id, resolve,
 };
 
 use super::ports::allocate_ports;
@@ -153,8 +155,10 @@ pub fn update_service(
     Ok(svc)
 }
 
-/// Deleting a service: the delete plus every task of it set to desired REMOVE (the reaper
-/// deletes them once they stopped).
+/// Deleting a service: `changes[0]` is the delete, then every task of it set to desired REMOVE
+/// (the reaper deletes them once they stopped). For a very large service the caller may propose
+/// the task updates in batches, or only the delete: the leader's orchestration marks tasks of a
+/// deleted service REMOVE by itself.
 pub fn remove_service(src: &dyn ObjectSource, id_or_name: &str) -> Result<Vec<Change>, ApiError> {
     let svc = find_service(src, id_or_name)?;
     let mut changes = vec![Change::Delete {
@@ -182,28 +186,37 @@ pub fn remove_service(src: &dyn ObjectSource, id_or_name: &str) -> Result<Vec<Ch
 /// `ServiceStatus` for `?status=true`: running tasks (running, desired running, node not down),
 /// desired tasks (replicas, eligible nodes for global, job targets), completed tasks (jobs).
 pub fn service_status(src: &dyn ObjectSource, svc: &Service) -> ServiceStatus {
-    let nodes: Vec<&shoal_types::Node> = src
-        .objects(ObjectKind::Node)
+    let nodes = node_map(src);
+    let tasks: Vec<&Task> = src
+        .objects(ObjectKind::Task)
         .filter_map(|o| match o {
-            Object::Node(n) => Some(n),
+            Object::Task(t) if t.service_id == svc.id => Some(t),
             _ => None,
         })
         .collect();
+    status_of(svc, &tasks, &nodes)
+}
+
+fn node_map(src: &dyn ObjectSource) -> HashMap<&str, &Node> {
+    src.objects(ObjectKind::Node)
+        .filter_map(|o| match o {
+            Object::Node(n) => Some((n.id.as_str(), n)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_of(svc: &Service, tasks: &[&Task], nodes: &HashMap<&str, &Node>) -> ServiceStatus {
     let node_down = |id: &str| {
         nodes
-            .iter()
-            .find(|n| n.id == id)
+            .get(id)
             .is_none_or(|n| n.status.state == NodeState::Down)
     };
+    let kind = svc.mode_kind();
     let iteration = svc.job_status.as_ref().map(|j| j.job_iteration);
     let mut running = 0u64;
     let mut completed = 0u64;
-    for o in src.objects(ObjectKind::Task) {
-        let Object::Task(t) = o else { continue };
-        if t.service_id != svc.id {
-            continue;
-        }
-        let kind = svc.mode_kind();
+    for t in tasks {
         if kind.is_some_and(ModeKind::is_job) {
             if t.job_iteration != iteration {
                 continue;
@@ -221,7 +234,7 @@ pub fn service_status(src: &dyn ObjectSource, svc: &Service) -> ServiceStatus {
     }
     let eligible = || {
         nodes
-            .iter()
+            .values()
             .filter(|n| {
                 n.status.state != NodeState::Down
                     && n.spec.availability != shoal_types::NodeAvailability::Drain
@@ -229,7 +242,7 @@ pub fn service_status(src: &dyn ObjectSource, svc: &Service) -> ServiceStatus {
             })
             .count() as u64
     };
-    let desired = match svc.mode_kind() {
+    let desired = match kind {
         Some(ModeKind::Replicated) => svc.spec.mode.replicas().unwrap_or(1),
         Some(ModeKind::Global) => eligible(),
         Some(ModeKind::ReplicatedJob) => svc.spec.mode.replicated_job.as_ref().map_or(0, |j| {
@@ -286,8 +299,20 @@ pub fn list_services(
         .cloned()
         .collect();
     if status {
+        // One walk over the tasks for all services.
+        let nodes = node_map(src);
+        let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
+        for o in src.objects(ObjectKind::Task) {
+            if let Object::Task(t) = o {
+                by_service.entry(t.service_id.as_str()).or_default().push(t);
+            }
+        }
         for s in out.iter_mut() {
-            s.service_status = Some(service_status(src, s));
+            let tasks = by_service
+                .get(s.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            s.service_status = Some(status_of(s, tasks, &nodes));
             s.job_status = job_status(s);
         }
     }

@@ -49,18 +49,19 @@ pub fn list_tasks(src: &dyn ObjectSource, filters: &Filters) -> Result<Vec<Task>
         })
         .collect();
     // Service / node filters name objects by exact ID, exact name or ID prefix.
-    let service_ids: Option<Vec<&str>> = filters.contains("service").then(|| {
-        services
-            .iter()
-            .filter(|s| {
-                filters.get("service").iter().any(|k| {
-                    s.id == *k || s.spec.annotations.name == *k || s.id.starts_with(k.as_str())
+    let service_ids: Option<std::collections::HashSet<&str>> =
+        filters.contains("service").then(|| {
+            services
+                .iter()
+                .filter(|s| {
+                    filters.get("service").iter().any(|k| {
+                        s.id == *k || s.spec.annotations.name == *k || s.id.starts_with(k.as_str())
+                    })
                 })
-            })
-            .map(|s| s.id.as_str())
-            .collect()
-    });
-    let node_ids: Option<Vec<&str>> = filters.contains("node").then(|| {
+                .map(|s| s.id.as_str())
+                .collect()
+        });
+    let node_ids: Option<std::collections::HashSet<&str>> = filters.contains("node").then(|| {
         nodes
             .iter()
             .filter(|n| {
@@ -74,10 +75,12 @@ pub fn list_tasks(src: &dyn ObjectSource, filters: &Filters) -> Result<Vec<Task>
             .map(|n| n.id.as_str())
             .collect()
     });
+    let by_id: std::collections::HashMap<&str, &Service> =
+        services.iter().map(|s| (s.id.as_str(), *s)).collect();
     let mut out = Vec::new();
     for o in src.objects(ObjectKind::Task) {
         let Object::Task(t) = o else { continue };
-        let svc = services.iter().find(|s| s.id == t.service_id);
+        let svc = by_id.get(t.service_id.as_str());
         if !filters.matches_prefix("id", &t.id)
             || !filters.matches_prefix("name", &t.display_name())
         {
