@@ -137,6 +137,40 @@ async fn endpoints_converge_and_go() {
             .iter()
             .any(|(id, _)| id == "node2")
     );
+
+    // node2 restarts (same id and address, new generation) and republishes: it comes back.
+    let mut cfg = GossipConfig::new(
+        "node2",
+        addr(2),
+        addr(2),
+        vec![addr(0).to_string()],
+        &format!("test-{}", std::process::id()),
+    );
+    cfg.gossip_interval = Duration::from_millis(50);
+    cfg.watch_interval = Duration::from_millis(50);
+    let n2 = Gossip::start(cfg).await.unwrap();
+    n2.publish(&ep(14, 3)).await.unwrap();
+    for g in &nodes {
+        wait_for(g, "restarted node's endpoint", |now| {
+            now.iter()
+                .any(|r| r.node_id == "node2" && r.endpoint.ip == Ipv4Addr::new(10, 0, 7, 14))
+        })
+        .await;
+    }
+    wait_for(&n2, "restarted node sees the others", |now| {
+        now.iter()
+            .any(|r| r.endpoint.ip == Ipv4Addr::new(10, 0, 7, 10))
+    })
+    .await;
+    // The old incarnation's endpoint does not come back with it.
+    assert!(
+        !nodes[0]
+            .remote_endpoints()
+            .await
+            .iter()
+            .any(|r| r.endpoint.ip == Ipv4Addr::new(10, 0, 7, 13))
+    );
+    n2.shutdown().await.unwrap();
     for g in nodes {
         g.shutdown().await.unwrap();
     }
