@@ -544,3 +544,56 @@ fn held_task_left_by_a_previous_leader_is_released() {
     fresh.run(3);
     assert_eq!(fresh.running(&id).len(), 1);
 }
+
+#[test]
+fn host_mode_ports_one_per_node() {
+    let mut sim = three_nodes();
+    let mut s = spec("edge", "bb:1", 4);
+    s.endpoint_spec = Some(shoal_types::service::EndpointSpec {
+        ports: vec![shoal_types::service::PortConfig {
+            target_port: 80,
+            published_port: 8080,
+            publish_mode: shoal_types::service::PublishMode::Host,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let id = sim.create(s);
+    sim.run(3);
+    assert_eq!(sim.running(&id).len(), 3);
+    assert!(sim.running_per_node(&id).values().all(|c| *c == 1));
+    let stuck = sim
+        .tasks(&id)
+        .into_iter()
+        .find(|t| t.status.state == TaskState::Pending)
+        .unwrap();
+    assert_eq!(
+        stuck.status.err,
+        "no suitable node (host-mode port already in use on 3 nodes)"
+    );
+}
+
+#[test]
+fn global_job_runs_once_per_node() {
+    let mut sim = three_nodes();
+    let mut s = spec("migrate", "bb:1", 1);
+    s.mode = ServiceMode {
+        global_job: Some(Default::default()),
+        ..ServiceMode::default()
+    };
+    let id = sim.create(s);
+    sim.run(6);
+    let tasks = sim.tasks(&id);
+    assert_eq!(tasks.len(), 3);
+    assert!(tasks.iter().all(|t| t.status.state == TaskState::Complete));
+    assert!(tasks.iter().all(|t| t.job_iteration.is_some()));
+    // Re-running the job (a new spec) starts a new iteration.
+    sim.update(&id, |s| s.task_template.force_update += 1);
+    sim.run(6);
+    let done = sim
+        .tasks(&id)
+        .iter()
+        .filter(|t| t.status.state == TaskState::Complete)
+        .count();
+    assert_eq!(done, 6);
+}
