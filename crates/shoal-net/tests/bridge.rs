@@ -93,6 +93,7 @@ async fn two_containers_on_a_bridge_talk() {
             target: a2.ip,
             target_port: 7000,
         }],
+        masquerade_loopback: true,
         ..Default::default()
     };
     shoal_net::nft::apply(
@@ -113,6 +114,15 @@ async fn two_containers_on_a_bridge_talk() {
             .unwrap()
             .unwrap();
     assert_eq!(answer, "c2:published");
+    // From loopback too (`curl localhost:<port>`): needs route_localnet on the bridge.
+    bridge_net::set_sysctl(Some(host.path()), "net/ipv4/conf/shbr0/route_localnet", "1").unwrap();
+    let hp = host.path().to_path_buf();
+    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 18080));
+    let answer = tokio::task::spawn_blocking(move || common::tcp_request(&hp, local, "loopback"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, "c2:loopback");
     drop(server);
     shoal_net::nft::delete_table(Some(host.path()), &table).unwrap();
 
