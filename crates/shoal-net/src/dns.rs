@@ -156,7 +156,7 @@ struct Resolver {
 
 impl Resolver {
     /// Build the answer for one query packet; None = drop (unparseable).
-    async fn answer(&self, packet: &[u8]) -> Option<Vec<u8>> {
+    async fn answer(&self, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
         let req = Message::from_vec(packet).ok()?;
         if req.metadata.message_type != MessageType::Query {
             return None;
@@ -191,7 +191,12 @@ impl Resolver {
                     }
                 }
                 // Other types for a known name: NOERROR with no data (we have only IPv4).
-                resp.to_vec().ok()
+                let out = resp.to_vec().ok()?;
+                if udp && out.len() > req.max_payload() as usize {
+                    // Too big for this client over UDP: TC set, it retries over TCP.
+                    return resp.truncate().to_vec().ok();
+                }
+                Some(out)
             }
             None if is_swarm_name(&name) => {
                 let mut resp = Message::error_msg(id, OpCode::Query, ResponseCode::NXDomain);
@@ -312,7 +317,7 @@ impl DnsServer {
                 let pkt = buf[..n].to_vec();
                 let (r, u) = (r1.clone(), u.clone());
                 tokio::spawn(async move {
-                    if let Some(out) = r.answer(&pkt).await {
+                    if let Some(out) = r.answer(&pkt, true).await {
                         let _ = u.send_to(&out, from).await;
                     }
                 });
@@ -336,7 +341,7 @@ impl DnsServer {
                         })
                         .await;
                         let Ok(Some(pkt)) = read else { return };
-                        let Some(out) = r.answer(&pkt).await else {
+                        let Some(out) = r.answer(&pkt, false).await else {
                             return;
                         };
                         let Ok(len) = u16::try_from(out.len()) else {

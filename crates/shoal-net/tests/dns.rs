@@ -143,6 +143,37 @@ async fn answers_forwards_and_follows_swaps() {
         vec![Ipv4Addr::new(10, 0, 9, 2)]
     );
 
+    // A big answer does not fit a plain UDP reply: truncated there, complete over TCP.
+    let many: Vec<Ipv4Addr> = (1..=80).map(|i| Ipv4Addr::new(10, 0, 10, i)).collect();
+    let mut t2 = DnsTable::new();
+    t2.add_service("net1", &["big"], None, &many).unwrap();
+    t2.add_service(
+        "net1",
+        &["web"],
+        Some(Ipv4Addr::new(10, 0, 9, 2)),
+        &task_ips,
+    )
+    .unwrap();
+    shared.swap(t2);
+    let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    u.send_to(&dns::a_query(20, "tasks.big").unwrap(), a)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), u.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let m = Message::from_vec(&buf[..n]).unwrap();
+    assert!(m.metadata.truncation && m.answers.is_empty() && n <= 512);
+    let q = dns::a_query(21, "tasks.big").unwrap();
+    s.write_u16(q.len() as u16).await.unwrap();
+    s.write_all(&q).await.unwrap();
+    let len = s.read_u16().await.unwrap() as usize;
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(dns::parse_a_answer(&buf).unwrap().1.len(), 80);
+
     // Garbage is ignored, the server keeps answering.
     let g = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     g.send_to(b"\x01\x02garbage", a).await.unwrap();
