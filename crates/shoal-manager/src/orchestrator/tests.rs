@@ -597,3 +597,20 @@ fn global_job_runs_once_per_node() {
         .count();
     assert_eq!(done, 6);
 }
+
+#[test]
+fn node_with_recent_failures_sinks() {
+    let mut sim = Sim::new();
+    sim.add_node("a", &[]);
+    sim.add_node("b", &[]);
+    let id = sim.create(spec("web", "bb:1", 0));
+    let svc = sim.service(&id);
+    for i in 0..5 {
+        let mut t = super::new_task(&svc, 100 + i, "a", TaskState::Shutdown, sim.now);
+        t.status = shoal_types::TaskStatus::new(TaskState::Failed, "boom", sim.now);
+        sim.mem.put(shoal_types::Object::Task(t));
+    }
+    sim.update(&id, |s| s.mode = ServiceMode::replicated(2));
+    sim.run(2);
+    assert_eq!(sim.running_per_node(&id).get("b"), Some(&2));
+}
