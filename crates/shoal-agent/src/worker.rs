@@ -125,10 +125,9 @@ impl Worker {
             let target = leader.borrow().manager.clone();
             if let Some(addr) = target
                 && let Ok(ch) = channels(&addr)
+                && let Err(e) = self.follow(ch, &mut stop).await
             {
-                if let Err(e) = self.follow(ch, &mut stop).await {
-                    tracing::debug!("assignment stream from {addr} ended: {e}");
-                }
+                tracing::debug!("assignment stream from {addr} ended: {e}");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -165,10 +164,18 @@ impl Worker {
                 deps.secrets.clear();
                 deps.configs.clear();
             }
-            for s in msg.secrets_json.iter().filter_map(|b| serde_json::from_slice::<Secret>(b).ok()) {
+            for s in msg
+                .secrets_json
+                .iter()
+                .filter_map(|b| serde_json::from_slice::<Secret>(b).ok())
+            {
                 deps.secrets.insert(s.id.clone(), s);
             }
-            for c in msg.configs_json.iter().filter_map(|b| serde_json::from_slice::<Config>(b).ok()) {
+            for c in msg
+                .configs_json
+                .iter()
+                .filter_map(|b| serde_json::from_slice::<Config>(b).ok())
+            {
                 deps.configs.insert(c.id.clone(), c);
             }
             for id in &msg.removed_secret_ids {
@@ -192,7 +199,11 @@ impl Worker {
                     set.iter().map(|t| t.id.clone()).collect();
                 let gone: Vec<String> = {
                     let runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
-                    runners.keys().filter(|id| !keep.contains(*id)).cloned().collect()
+                    runners
+                        .keys()
+                        .filter(|id| !keep.contains(*id))
+                        .cloned()
+                        .collect()
                 };
                 for id in gone {
                     self.drop_task(&id);
@@ -231,11 +242,19 @@ impl Worker {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         if let Some(r) = runner {
-            r.task_tx.send_modify(|t| t.desired_state = TaskState::Remove);
+            r.task_tx
+                .send_modify(|t| t.desired_state = TaskState::Remove);
         }
     }
 
-    fn report(&self, task: &Task, state: TaskState, message: &str, err: &str, container: Option<(&str, i32)>) {
+    fn report(
+        &self,
+        task: &Task,
+        state: TaskState,
+        message: &str,
+        err: &str,
+        container: Option<(&str, i32)>,
+    ) {
         let mut status = TaskStatus::new(state, message, now());
         status.err = err.to_string();
         if let Some((id, code)) = container {

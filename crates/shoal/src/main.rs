@@ -6,7 +6,11 @@ mod daemon;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "shoal", version, about = "Cluster orchestrator compatible with Docker swarm mode")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Cluster orchestrator compatible with Docker swarm mode"
+)]
 struct Cli {
     /// Daemon socket to connect to (unix:///path or tcp://host:port); default $SHOAL_HOST or
     /// unix:///run/shoal/shoal.sock.
@@ -29,7 +33,10 @@ fn main() {
     // to pick a default.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

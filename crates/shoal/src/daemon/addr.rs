@@ -33,8 +33,9 @@ pub fn resolve(spec: &str, default_port: u16) -> Result<SocketAddr, ApiError> {
     let (name, port) = match spec.rsplit_once(':') {
         Some((n, p)) => (
             n,
-            p.parse::<u16>()
-                .map_err(|_| ApiError::invalid_argument(format!("invalid port in address {spec:?}")))?,
+            p.parse::<u16>().map_err(|_| {
+                ApiError::invalid_argument(format!("invalid port in address {spec:?}"))
+            })?,
         ),
         None => (spec, default_port),
     };
@@ -82,8 +83,14 @@ mod tests {
 
     #[test]
     fn parses_forms() {
-        assert_eq!(resolve("10.1.2.3", 2377).unwrap().to_string(), "10.1.2.3:2377");
-        assert_eq!(resolve("10.1.2.3:4000", 2377).unwrap().to_string(), "10.1.2.3:4000");
+        assert_eq!(
+            resolve("10.1.2.3", 2377).unwrap().to_string(),
+            "10.1.2.3:2377"
+        );
+        assert_eq!(
+            resolve("10.1.2.3:4000", 2377).unwrap().to_string(),
+            "10.1.2.3:4000"
+        );
         assert!(resolve("no-such-iface0", 2377).is_err());
         assert!(resolve("eth0:notaport", 2377).is_err());
     }

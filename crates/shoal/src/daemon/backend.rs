@@ -1,7 +1,9 @@
 //! The daemon's implementation of the REST API (`shoal_api::Backend`).
 
 use super::Daemon;
+use super::containers;
 use super::describe::{ENGINE_VERSION, kernel_version, memory_bytes, ncpu};
+use super::named_data::{self, label_matches};
 use super::swarm::Slot;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -10,8 +12,6 @@ use shoal_api::{
     BackendResult, EventStream, EventsOptions, Filters, IdResponse, Logs, LogsOptions,
     NetworkCreateResponse, ServiceCreateResponse, ServiceUpdateOptions, ServiceUpdateResponse,
 };
-use super::containers;
-use super::named_data::{self, label_matches};
 use shoal_manager::control::{services, tasks};
 use shoal_manager::nodes;
 use shoal_store::Change;
@@ -20,9 +20,9 @@ use shoal_types::swarm::{
 };
 use shoal_types::system::{ComponentVersion, PlatformName};
 use shoal_types::{
-    API_VERSION, ApiError, ClusterSpec, Config, ConfigSpec, MIN_API_VERSION, Node,
-    NodeSpec, Object, ObjectKind, Secret, SecretSpec, Service, ServiceSpec, Swarm, SwarmInfo,
-    SystemInfo, SystemVersion, Task, resolve,
+    API_VERSION, ApiError, ClusterSpec, Config, ConfigSpec, MIN_API_VERSION, Node, NodeSpec,
+    Object, ObjectKind, Secret, SecretSpec, Service, ServiceSpec, Swarm, SwarmInfo, SystemInfo,
+    SystemVersion, Task, resolve,
 };
 use std::sync::Arc;
 
@@ -43,7 +43,9 @@ fn node_matches(n: &Node, f: &Filters) -> bool {
     any("id", &|v| n.id.starts_with(v))
         && any("name", &|v| n.display_name().starts_with(v))
         && any("label", &|v| label_matches(&n.description.engine.labels, v))
-        && any("node.label", &|v| label_matches(&n.spec.annotations.labels, v))
+        && any("node.label", &|v| {
+            label_matches(&n.spec.annotations.labels, v)
+        })
         && any("role", &|v| n.spec.role.as_str() == v)
         && any("membership", &|v| v == "accepted")
 }
@@ -77,7 +79,8 @@ impl DaemonBackend {
                     info.control_available = true;
                     let nodes = m.nodes();
                     info.nodes = nodes.len() as i64;
-                    info.managers = nodes.iter().filter(|n| n.manager_status.is_some()).count() as i64;
+                    info.managers =
+                        nodes.iter().filter(|n| n.manager_status.is_some()).count() as i64;
                     info.remote_managers = nodes
                         .iter()
                         .filter_map(|n| {
@@ -307,7 +310,8 @@ impl shoal_api::Backend for DaemonBackend {
         let m = self.0.manager().await?;
         let svc = services::create_service(&m.view(), spec, chrono::Utc::now())?;
         let id = svc.id.clone();
-        m.propose(vec![Change::Create(Object::Service(svc))]).await?;
+        m.propose(vec![Change::Create(Object::Service(svc))])
+            .await?;
         Ok(ServiceCreateResponse { id, warnings: None })
     }
 
@@ -428,7 +432,10 @@ impl shoal_api::Backend for DaemonBackend {
         named_data::remove::<Config>(&m, id).await
     }
 
-    async fn container_list(&self, opts: shoal_api::ContainerListOptions) -> BackendResult<Vec<Value>> {
+    async fn container_list(
+        &self,
+        opts: shoal_api::ContainerListOptions,
+    ) -> BackendResult<Vec<Value>> {
         let mut all = containers::list(&self.0.runtime, opts.all);
         let labels = opts.filters.get("label");
         if !labels.is_empty() {
@@ -457,7 +464,11 @@ impl shoal_api::Backend for DaemonBackend {
     }
 
     async fn container_start(&self, id: &str) -> BackendResult<()> {
-        self.0.runtime.start(id).await.map_err(containers::api_error)
+        self.0
+            .runtime
+            .start(id)
+            .await
+            .map_err(containers::api_error)
     }
 
     async fn container_stop(
@@ -477,14 +488,23 @@ impl shoal_api::Backend for DaemonBackend {
     ) -> BackendResult<()> {
         self.0
             .runtime
-            .restart(id, timeout.map(|t| std::time::Duration::from_secs(t.max(0) as u64)))
+            .restart(
+                id,
+                timeout.map(|t| std::time::Duration::from_secs(t.max(0) as u64)),
+            )
             .await
             .map_err(containers::api_error)
     }
 
     async fn container_kill(&self, id: &str, signal: Option<String>) -> BackendResult<()> {
-        let sig = signal.filter(|s| !s.is_empty()).unwrap_or_else(|| "KILL".into());
-        self.0.runtime.kill(id, &sig).await.map_err(containers::api_error)
+        let sig = signal
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "KILL".into());
+        self.0
+            .runtime
+            .kill(id, &sig)
+            .await
+            .map_err(containers::api_error)
     }
 
     async fn container_wait(&self, id: &str, condition: &str) -> BackendResult<Value> {
@@ -520,7 +540,10 @@ impl shoal_api::Backend for DaemonBackend {
         self.0.images.list(&images_in_use(&self.0.runtime))
     }
 
-    async fn image_pull(&self, opts: shoal_api::ImagePullOptions) -> BackendResult<shoal_api::ProgressStream> {
+    async fn image_pull(
+        &self,
+        opts: shoal_api::ImagePullOptions,
+    ) -> BackendResult<shoal_api::ProgressStream> {
         self.0.images.pull(opts)
     }
 
@@ -533,7 +556,9 @@ impl shoal_api::Backend for DaemonBackend {
     }
 
     async fn image_remove(&self, name: &str, force: bool, _noprune: bool) -> BackendResult<Value> {
-        self.0.images.remove(name, force, &images_in_use(&self.0.runtime))
+        self.0
+            .images
+            .remove(name, force, &images_in_use(&self.0.runtime))
     }
 
     async fn image_push(
@@ -563,7 +588,9 @@ impl shoal_api::Backend for DaemonBackend {
             .get("dangling")
             .first()
             .is_none_or(|v| !matches!(*v, "false" | "0"));
-        self.0.images.prune(dangling_only, &images_in_use(&self.0.runtime))
+        self.0
+            .images
+            .prune(dangling_only, &images_in_use(&self.0.runtime))
     }
 
     async fn network_list(&self, _filters: Filters) -> BackendResult<Vec<NetworkInspect>> {

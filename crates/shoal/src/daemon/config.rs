@@ -153,7 +153,11 @@ mod tests {
     fn flags_win_over_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("d.toml");
-        std::fs::write(&f, "data_root = \"/a\"\nlog_level = \"debug\"\ninsecure_registries = [\"r:5000\"]\n").unwrap();
+        std::fs::write(
+            &f,
+            "data_root = \"/a\"\nlog_level = \"debug\"\ninsecure_registries = [\"r:5000\"]\n",
+        )
+        .unwrap();
         let cfg = DaemonConfig::from_args(DaemonArgs {
             config_file: Some(f),
             data_root: Some("/b".into()),

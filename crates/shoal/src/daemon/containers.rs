@@ -7,8 +7,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use shoal_api::{Logs, LogsOptions, StdStream};
 use shoal_runtime::container::{
-    self as rt, ContainerConfig, HealthConfig, ImageDefaults, MountSpec, NetworkMode,
-    RemoveOptions, Resources, RestartPolicy, Runtime, WaitCondition,
+    self as rt, ContainerConfig, RemoveOptions, Runtime, WaitCondition,
 };
 use shoal_types::ApiError;
 use shoal_types::container::ContainerCreateRequest;
@@ -48,9 +47,10 @@ pub fn inspect(rt: &Runtime, id: &str) -> Result<Value, ApiError> {
     let c = rt.inspect(id).map_err(api_error)?;
     let s = &c.state;
     let status = serde_json::to_value(s.status).unwrap_or(json!("created"));
-    let health = s.health.as_ref().map(|h| {
-        json!({"Status": h.status, "FailingStreak": h.failing_streak, "Log": h.log})
-    });
+    let health = s
+        .health
+        .as_ref()
+        .map(|h| json!({"Status": h.status, "FailingStreak": h.failing_streak, "Log": h.log}));
     Ok(json!({
         "Id": c.id, "Created": ts(Some(c.created)), "Path": c.path, "Args": c.args,
         "State": {
@@ -89,122 +89,14 @@ pub fn create_config(
     let req: ContainerCreateRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid_argument(format!("invalid container config: {e}")))?;
     req.validate()?;
-    let c = &req.config;
     let h = &req.host_config;
     if !h.port_bindings.is_empty() || h.publish_all_ports {
         return Err(ApiError::invalid_argument(
             "publishing ports (-p/-P) needs the bridge network, which this build does not provide yet",
         ));
     }
-    if h.privileged {
-        return Err(ApiError::invalid_argument("privileged containers are not supported"));
-    }
-    let network = match h.network_mode.as_str() {
-        "" | "default" | "none" | "bridge" => NetworkMode::Isolated,
-        "host" => NetworkMode::Host,
-        other => {
-            return Err(ApiError::invalid_argument(format!(
-                "network mode {other:?} is not supported"
-            )));
-        }
-    };
-    let rec = images
-        .store
-        .get(&c.image)
-        .map_err(super::images::api_error)?;
-    let lower_dirs = images
-        .store
-        .layer_paths(&c.image)
-        .map_err(super::images::api_error)?;
-    let ic = images
-        .store
-        .image_config(&c.image)
-        .map_err(super::images::api_error)?;
-    let mut mounts = Vec::new();
-    for b in &h.binds {
-        mounts.push(MountSpec::parse_volume_flag(b).map_err(api_error)?);
-    }
-    for (target, opts) in &h.tmpfs {
-        let flag = if opts.is_empty() {
-            target.clone()
-        } else {
-            format!("{target}:{opts}")
-        };
-        mounts.push(MountSpec::parse_tmpfs_flag(&flag).map_err(api_error)?);
-    }
-    for m in &h.mounts {
-        let v = serde_json::to_value(m).unwrap_or_default();
-        let mut flag = format!(
-            "type={},target={}",
-            v["Type"].as_str().unwrap_or("volume"),
-            v["Target"].as_str().unwrap_or("")
-        );
-        if let Some(src) = v["Source"].as_str().filter(|s| !s.is_empty()) {
-            flag.push_str(&format!(",source={src}"));
-        }
-        if v["ReadOnly"].as_bool() == Some(true) {
-            flag.push_str(",readonly");
-        }
-        mounts.push(MountSpec::parse_mount_flag(&flag).map_err(api_error)?);
-    }
-    let restart = match h.restart_policy.name.as_str() {
-        "" | "no" => RestartPolicy::No,
-        "always" => RestartPolicy::Always,
-        "unless-stopped" => RestartPolicy::UnlessStopped,
-        "on-failure" => RestartPolicy::OnFailure {
-            max_retries: h.restart_policy.maximum_retry_count.max(0) as u32,
-        },
-        other => {
-            return Err(ApiError::invalid_argument(format!(
-                "invalid restart policy {other:?}"
-            )));
-        }
-    };
-    let health = |hc: &shoal_types::task_spec::HealthConfig| HealthConfig {
-        test: hc.test.clone(),
-        interval: hc.interval.max(0) as u64,
-        timeout: hc.timeout.max(0) as u64,
-        retries: hc.retries.max(0) as u32,
-        start_period: hc.start_period.max(0) as u64,
-    };
-    Ok(ContainerConfig {
-        name,
-        image: c.image.clone(),
-        image_id: rec.id.to_string(),
-        lower_dirs,
-        image_config: ImageDefaults {
-            env: ic.env.clone().unwrap_or_default(),
-            cmd: ic.cmd.clone(),
-            entrypoint: ic.entrypoint.clone(),
-            working_dir: ic.working_dir.clone().filter(|d| !d.is_empty()),
-            user: ic.user.clone().filter(|u| !u.is_empty()),
-            healthcheck: None,
-            stop_signal: ic.stop_signal.clone(),
-        },
-        cmd: (!c.cmd.is_empty()).then(|| c.cmd.clone()),
-        entrypoint: (!c.entrypoint.is_empty()).then(|| c.entrypoint.clone()),
-        env: c.env.clone(),
-        working_dir: (!c.working_dir.is_empty()).then(|| c.working_dir.clone()),
-        user: (!c.user.is_empty()).then(|| c.user.clone()),
-        hostname: (!c.hostname.is_empty()).then(|| c.hostname.clone()),
-        mounts,
-        resources: Resources {
-            memory: h.memory.max(0) as u64,
-            nano_cpus: h.nano_cpus.max(0) as u64,
-            pids_limit: h.pids_limit.unwrap_or(0),
-        },
-        restart_policy: restart,
-        healthcheck: c.healthcheck.as_ref().map(health),
-        stop_signal: (!c.stop_signal.is_empty()).then(|| c.stop_signal.clone()),
-        stop_timeout: c.stop_timeout.map(|t| t.max(0) as u64),
-        read_only: h.readonly_rootfs,
-        cap_add: h.cap_add.clone(),
-        cap_drop: h.cap_drop.clone(),
-        labels: c.labels.clone(),
-        network,
-        extra_hosts: h.extra_hosts.clone(),
-        ..Default::default()
-    })
+    let image = images.resolve(&req.config.image)?;
+    rt::from_create_request(&req, name.as_deref(), image).map_err(api_error)
 }
 
 pub async fn wait(rt: &Runtime, id: &str, condition: &str) -> Result<Value, ApiError> {

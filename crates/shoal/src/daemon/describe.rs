@@ -1,6 +1,8 @@
 //! What this node reports about itself: hostname, platform, CPU and memory, engine version.
 
-use shoal_types::node::{EngineDescription, NodeDescription, Platform, PluginDescription, Resources};
+use shoal_types::node::{
+    EngineDescription, NodeDescription, Platform, PluginDescription, Resources,
+};
 
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 

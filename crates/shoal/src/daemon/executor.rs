@@ -6,8 +6,8 @@ use super::images::{Images, api_error};
 use async_trait::async_trait;
 use shoal_agent::worker::{ExecError, Exit, TaskExecutor};
 use shoal_runtime::container::{
-    ContainerConfig, Executor, ExecutorError, HealthConfig, ImageDefaults, MountKind, MountSpec,
-    Resources, SecretFile,
+    ContainerConfig, Executor, ExecutorError, MountKind, MountSpec, Resources, SecretFile,
+    health_from_wire,
 };
 use shoal_runtime::image::{Reference, registry::no_progress};
 use shoal_types::task_spec::MountType;
@@ -72,24 +72,10 @@ impl ContainerExecutor {
             .container_spec
             .as_ref()
             .ok_or_else(|| ExecError::fatal("task has no container spec"))?;
-        let rec = self.images.store.get(&spec.image).map_err(fatal)?;
-        let lower_dirs = self.images.store.layer_paths(&spec.image).map_err(fatal)?;
-        let ic = self.images.store.image_config(&spec.image).map_err(fatal)?;
-        let image_config = ImageDefaults {
-            env: ic.env.clone().unwrap_or_default(),
-            cmd: ic.cmd.clone(),
-            entrypoint: ic.entrypoint.clone(),
-            working_dir: ic.working_dir.clone().filter(|d| !d.is_empty()),
-            user: ic.user.clone().filter(|u| !u.is_empty()),
-            healthcheck: ic.healthcheck.as_ref().map(|h| HealthConfig {
-                test: h.test.clone().unwrap_or_default(),
-                interval: h.interval.unwrap_or(0).max(0) as u64,
-                timeout: h.timeout.unwrap_or(0).max(0) as u64,
-                retries: h.retries.unwrap_or(0).max(0) as u32,
-                start_period: h.start_period.unwrap_or(0).max(0) as u64,
-            }),
-            stop_signal: ic.stop_signal.clone(),
-        };
+        let resolved = self
+            .images
+            .resolve(&spec.image)
+            .map_err(|e| ExecError::fatal(e.message))?;
         let mut labels = spec.labels.clone();
         labels.insert("com.docker.swarm.task.id".into(), task.id.clone());
         labels.insert("com.docker.swarm.task.name".into(), {
@@ -97,7 +83,10 @@ impl ContainerExecutor {
             n.rsplit_once('.').map(|(a, _)| a.to_string()).unwrap_or(n)
         });
         labels.insert("com.docker.swarm.node.id".into(), task.node_id.clone());
-        labels.insert("com.docker.swarm.service.id".into(), task.service_id.clone());
+        labels.insert(
+            "com.docker.swarm.service.id".into(),
+            task.service_id.clone(),
+        );
         labels.insert(
             "com.docker.swarm.service.name".into(),
             task.service_annotations.name.clone(),
@@ -139,7 +128,11 @@ impl ContainerExecutor {
                 )));
             };
             let f = r.file.clone().unwrap_or_default();
-            let name = if f.name.is_empty() { r.secret_name.clone() } else { f.name };
+            let name = if f.name.is_empty() {
+                r.secret_name.clone()
+            } else {
+                f.name
+            };
             files.push(SecretFile {
                 target: name,
                 data: s.spec.data.clone().unwrap_or_default(),
@@ -159,7 +152,14 @@ impl ContainerExecutor {
             let target = if f.name.starts_with('/') {
                 f.name
             } else {
-                format!("/{}", if f.name.is_empty() { &r.config_name } else { &f.name })
+                format!(
+                    "/{}",
+                    if f.name.is_empty() {
+                        &r.config_name
+                    } else {
+                        &f.name
+                    }
+                )
             };
             files.push(SecretFile {
                 target,
@@ -178,9 +178,9 @@ impl ContainerExecutor {
         Ok(ContainerConfig {
             name: Some(container_name(task)),
             image: spec.image.clone(),
-            image_id: rec.id.to_string(),
-            lower_dirs,
-            image_config,
+            image_id: resolved.image_id,
+            lower_dirs: resolved.lower_dirs,
+            image_config: resolved.defaults,
             // Docker's service semantics: Command replaces the entrypoint, Args the cmd.
             entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
@@ -194,13 +194,12 @@ impl ContainerExecutor {
                 nano_cpus: limits.nano_cpus.max(0) as u64,
                 pids_limit: limits.pids,
             },
-            healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
-                test: h.test.clone(),
-                interval: h.interval.max(0) as u64,
-                timeout: h.timeout.max(0) as u64,
-                retries: h.retries.max(0) as u32,
-                start_period: h.start_period.max(0) as u64,
-            }),
+            healthcheck: spec
+                .healthcheck
+                .as_ref()
+                .map(health_from_wire)
+                .transpose()
+                .map_err(fatal)?,
             stop_signal: (!spec.stop_signal.is_empty()).then(|| spec.stop_signal.clone()),
             stop_timeout: spec
                 .stop_grace_period

@@ -3,6 +3,7 @@
 use futures::StreamExt;
 use serde_json::{Value, json};
 use shoal_api::{ByteStream, ImagePullOptions, ProgressStream};
+use shoal_runtime::container::{HealthConfig, ImageDefaults, ResolvedImage};
 use shoal_runtime::image::{
     Credentials, ImageError, ImageStore, JsonMessage, Progress, Reference, RegistryClient,
     RegistryConfig, SaveFormat,
@@ -63,6 +64,32 @@ impl Images {
         Ok(Images { store, registry })
     }
 
+    /// What a container of `image` needs from the store: its ID, layers and config defaults.
+    pub fn resolve(&self, image: &str) -> Result<ResolvedImage, ApiError> {
+        let rec = self.store.get(image).map_err(api_error)?;
+        let lower_dirs = self.store.layer_paths(image).map_err(api_error)?;
+        let ic = self.store.image_config(image).map_err(api_error)?;
+        Ok(ResolvedImage {
+            image_id: rec.id.to_string(),
+            lower_dirs,
+            defaults: ImageDefaults {
+                env: ic.env.clone().unwrap_or_default(),
+                cmd: ic.cmd.clone(),
+                entrypoint: ic.entrypoint.clone(),
+                working_dir: ic.working_dir.clone().filter(|d| !d.is_empty()),
+                user: ic.user.clone().filter(|u| !u.is_empty()),
+                healthcheck: ic.healthcheck.as_ref().map(|h| HealthConfig {
+                    test: h.test.clone().unwrap_or_default(),
+                    interval: h.interval.unwrap_or(0).max(0) as u64,
+                    timeout: h.timeout.unwrap_or(0).max(0) as u64,
+                    retries: h.retries.unwrap_or(0).max(0) as u32,
+                    start_period: h.start_period.unwrap_or(0).max(0) as u64,
+                }),
+                stop_signal: ic.stop_signal.clone(),
+            },
+        })
+    }
+
     pub fn list(&self, in_use: &HashSet<String>) -> Result<Vec<Value>, ApiError> {
         self.store
             .list()
@@ -80,7 +107,9 @@ impl Images {
 
     pub fn tag(&self, name: &str, repo: &str, tag: &str) -> Result<(), ApiError> {
         if repo.is_empty() {
-            return Err(ApiError::invalid_argument("repository name must not be empty"));
+            return Err(ApiError::invalid_argument(
+                "repository name must not be empty",
+            ));
         }
         let target = if tag.is_empty() {
             repo.to_string()
@@ -90,7 +119,12 @@ impl Images {
         self.store.tag(name, &target).map_err(api_error)
     }
 
-    pub fn remove(&self, name: &str, force: bool, in_use: &HashSet<String>) -> Result<Value, ApiError> {
+    pub fn remove(
+        &self,
+        name: &str,
+        force: bool,
+        in_use: &HashSet<String>,
+    ) -> Result<Value, ApiError> {
         to_value(&self.store.remove(name, force, in_use).map_err(api_error)?)
     }
 
@@ -152,7 +186,12 @@ impl Images {
         Ok(UnboundedReceiverStream::new(rx).boxed())
     }
 
-    pub fn push(&self, name: &str, tag: &str, auth: Option<String>) -> Result<ProgressStream, ApiError> {
+    pub fn push(
+        &self,
+        name: &str,
+        tag: &str,
+        auth: Option<String>,
+    ) -> Result<ProgressStream, ApiError> {
         let full = if tag.is_empty() {
             name.to_string()
         } else {
@@ -212,7 +251,9 @@ impl Images {
         let mut msgs = Vec::new();
         for img in loaded {
             if img.tags.is_empty() {
-                msgs.push(Ok(json!({"stream": format!("Loaded image ID: {}\n", img.id)})));
+                msgs.push(Ok(
+                    json!({"stream": format!("Loaded image ID: {}\n", img.id)}),
+                ));
             }
             for t in img.tags {
                 msgs.push(Ok(json!({"stream": format!("Loaded image: {t}\n")})));
@@ -228,7 +269,9 @@ impl Images {
         let store = self.store.clone();
         let bytes = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            store.save(&names, &mut out, SaveFormat::Docker).map(|_| out)
+            store
+                .save(&names, &mut out, SaveFormat::Docker)
+                .map(|_| out)
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?

@@ -3,11 +3,11 @@
 pub mod active;
 pub mod addr;
 mod backend;
+pub mod config;
 mod containers;
+pub mod describe;
 pub mod executor;
 pub mod images;
-pub mod config;
-pub mod describe;
 pub mod local_state;
 mod named_data;
 pub mod swarm;
@@ -89,8 +89,12 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
     if let Some(parent) = cfg.socket.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let sealed_at_start = shoal_manager::ca::NodeSecrets::is_sealed(&cfg.data_root).unwrap_or(false);
-    let images = Arc::new(images::Images::open(&cfg.data_root, &cfg.insecure_registries)?);
+    let sealed_at_start =
+        shoal_manager::ca::NodeSecrets::is_sealed(&cfg.data_root).unwrap_or(false);
+    let images = Arc::new(images::Images::open(
+        &cfg.data_root,
+        &cfg.insecure_registries,
+    )?);
     let runtime = open_runtime(&cfg).await?;
     let task_executor: Arc<dyn shoal_agent::worker::TaskExecutor> =
         Arc::new(executor::ContainerExecutor {

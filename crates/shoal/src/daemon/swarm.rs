@@ -15,7 +15,9 @@ use shoal_manager::ca::{
 use shoal_manager::manager::Manager;
 use shoal_manager::raft_id::raft_id_for;
 use shoal_store::Change;
-use shoal_types::swarm::{InitRequest, JoinRequest, JoinTokens, RootCA, UnlockRequest, UpdateFlags};
+use shoal_types::swarm::{
+    InitRequest, JoinRequest, JoinTokens, RootCA, UnlockRequest, UpdateFlags,
+};
 use shoal_types::{
     ApiError, Cluster, ClusterSpec, Meta, Node, NodeRole, NodeState, Object, new_id,
 };
@@ -60,7 +62,8 @@ impl Daemon {
         }
         let creds = ca::load_credentials(&self.cfg.data_root, None)
             .map_err(|e| anyhow::anyhow!("loading node credentials: {e}"))?;
-        let node = ActiveNode::start(&self.task_executor, 
+        let node = ActiveNode::start(
+            &self.task_executor,
             &self.cfg,
             local,
             creds,
@@ -125,9 +128,15 @@ impl Daemon {
         let result = async {
             ca::save_credentials(&self.cfg.data_root, &creds, unlock.as_ref()).map_err(internal)?;
             local_state::save(&self.cfg.data_root, &local).map_err(internal)?;
-            let node = ActiveNode::start(&self.task_executor, &self.cfg, local.clone(), creds.clone(), Bootstrap::NewCluster)
-                .await
-                .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+            let node = ActiveNode::start(
+                &self.task_executor,
+                &self.cfg,
+                local.clone(),
+                creds.clone(),
+                Bootstrap::NewCluster,
+            )
+            .await
+            .map_err(|e| ApiError::internal(format!("{e:#}")))?;
             let manager = node.manager.clone().ok_or_else(|| internal("no manager"))?;
             let mut spec = spec.clone();
             spec.encryption_config.auto_lock_managers = autolock;
@@ -208,7 +217,8 @@ impl Daemon {
         }
         let (local, creds) = (node.local.clone(), node.creds.clone());
         node.stop().await;
-        let restarted = ActiveNode::start(&self.task_executor, 
+        let restarted = ActiveNode::start(
+            &self.task_executor,
             &self.cfg,
             local,
             creds.clone(),
@@ -229,10 +239,9 @@ impl Daemon {
         if !matches!(*self.slot.read().await, Slot::Inactive) {
             return Err(ApiError::unavailable(ALREADY_IN_SWARM));
         }
-        let remote = req
-            .remote_addrs
-            .first()
-            .ok_or_else(|| ApiError::invalid_argument("at least 1 RemoteAddr is required to join"))?;
+        let remote = req.remote_addrs.first().ok_or_else(|| {
+            ApiError::invalid_argument("at least 1 RemoteAddr is required to join")
+        })?;
         let remote = addr::resolve(remote, addr::DEFAULT_PORT)?.to_string();
         if req.join_token.is_empty() {
             return Err(ApiError::invalid_argument("a join token is required"));
@@ -283,7 +292,9 @@ impl Daemon {
             ca::save_credentials(&self.cfg.data_root, &creds, None).map_err(internal)?;
             local_state::save(&self.cfg.data_root, &local).map_err(internal)?;
             let boot = if creds.role == Role::Manager {
-                Bootstrap::JoinManager { via: remote.clone() }
+                Bootstrap::JoinManager {
+                    via: remote.clone(),
+                }
             } else {
                 Bootstrap::Restart {
                     force_new_cluster: false,
@@ -336,9 +347,7 @@ impl Daemon {
                 if let Some(m) = &node.manager {
                     // Best effort: leave Raft so the others don't count us for quorum.
                     let alone = m.manager_addrs().len() <= 1;
-                    if !alone
-                        && let Err(e) = m.leave_raft(raft_id_for(&node.creds.node_id)).await
-                    {
+                    if !alone && let Err(e) = m.leave_raft(raft_id_for(&node.creds.node_id)).await {
                         tracing::warn!("leaving raft: {}", e.message);
                     }
                 }
@@ -364,7 +373,8 @@ impl Daemon {
             .map_err(|_| ApiError::invalid_argument("invalid key: not a swarm unlock key"))?;
         let creds = ca::load_credentials(&self.cfg.data_root, Some(&key))
             .map_err(|_| ApiError::invalid_argument("swarm could not be unlocked: invalid key"))?;
-        let node = ActiveNode::start(&self.task_executor, 
+        let node = ActiveNode::start(
+            &self.task_executor,
             &self.cfg,
             local,
             creds,
@@ -486,7 +496,8 @@ impl Daemon {
         if state.removed {
             tracing::warn!("this node was removed from the swarm: leaving");
             let _op = self.op_lock.lock().await;
-            if let Slot::Active(n) = std::mem::replace(&mut *self.slot.write().await, Slot::Inactive)
+            if let Slot::Active(n) =
+                std::mem::replace(&mut *self.slot.write().await, Slot::Inactive)
             {
                 n.stop().await;
             }
@@ -569,7 +580,8 @@ impl Daemon {
                 force_new_cluster: false,
             }
         };
-        let node = ActiveNode::start(&self.task_executor, &self.cfg, new_local, new_creds, boot).await?;
+        let node =
+            ActiveNode::start(&self.task_executor, &self.cfg, new_local, new_creds, boot).await?;
         *slot = Slot::Active(node);
         Ok(())
     }
