@@ -328,7 +328,14 @@ impl Lab {
         in_ns(&sw, &["ip", "link", "add", "br0", "type", "bridge"])?;
         in_ns(
             &sw,
-            &["ip", "addr", "add", &format!("{LAB_NET}.254/24"), "dev", "br0"],
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{LAB_NET}.254/24"),
+                "dev",
+                "br0",
+            ],
         )?;
         in_ns(&sw, &["ip", "link", "set", "br0", "up"])?;
         for i in 1..=opts.hosts {
@@ -362,7 +369,14 @@ impl Lab {
             in_ns(&ns, &["ip", "link", "set", &veth_host, "name", "eth0"])?;
             in_ns(
                 &ns,
-                &["ip", "addr", "add", &format!("{LAB_NET}.{i}/24"), "dev", "eth0"],
+                &[
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{LAB_NET}.{i}/24"),
+                    "dev",
+                    "eth0",
+                ],
             )?;
             in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
             in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
@@ -480,15 +494,14 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err(anyhow!("timed out after {limit:?} waiting for {what}: {last}"))
+    Err(anyhow!(
+        "timed out after {limit:?} waiting for {what}: {last}"
+    ))
 }
 
 /// Run `f` on a thread inside network namespace `ns` (with its own current-thread runtime), so
 /// a test can speak gRPC to lab hosts as if it were on one of them.
-pub fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T> {
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     let path = format!("/run/netns/{ns}");
     let file = std::fs::File::open(&path).with_context(|| path.clone())?;
     let handle = std::thread::spawn(move || -> Result<T> {
@@ -507,7 +520,8 @@ pub fn in_netns<T: Send + 'static>(
 /// The busybox-based test images (docker archives), built once per test process with
 /// `deploy/images/build.sh` into a temp dir that lives as long as the process.
 pub fn test_images() -> Result<PathBuf> {
-    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> = std::sync::OnceLock::new();
+    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("shoal-test-images-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build.sh");

@@ -28,7 +28,10 @@ fn node_states(h: &Host) -> Result<Vec<(String, String, bool)>> {
         .iter()
         .map(|n| {
             (
-                n["Description"]["Hostname"].as_str().unwrap_or("").to_string(),
+                n["Description"]["Hostname"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 n["Status"]["State"].as_str().unwrap_or("").to_string(),
                 n["ManagerStatus"]["Leader"].as_bool().unwrap_or(false),
             )
@@ -89,31 +92,46 @@ fn cluster_forms_and_survives_leader_kill() {
     lab.host_mut(li).kill9();
 
     // A new leader among the survivors, and writes succeed again.
-    wait_for("a write after the leader died", Duration::from_secs(20), || {
-        Ok(lab
-            .host(survivor)
-            .shoal(&["node", "update", "--label-add", "after=kill", "node5"])
-            .ok()
-            .map(|_| ()))
-    })
+    wait_for(
+        "a write after the leader died",
+        Duration::from_secs(20),
+        || {
+            Ok(lab
+                .host(survivor)
+                .shoal(&["node", "update", "--label-add", "after=kill", "node5"])
+                .ok()
+                .map(|_| ()))
+        },
+    )
     .unwrap();
-    eprintln!("write accepted {:?} after kill -9 of the leader", killed_at.elapsed());
-    let new_leader = leader_name(lab.host(survivor)).unwrap().expect("new leader");
+    eprintln!(
+        "write accepted {:?} after kill -9 of the leader",
+        killed_at.elapsed()
+    );
+    let new_leader = leader_name(lab.host(survivor))
+        .unwrap()
+        .expect("new leader");
     assert_ne!(new_leader, leader);
     assert_eq!(
-        node_label(lab.host(survivor), "node4", "before").unwrap().as_deref(),
+        node_label(lab.host(survivor), "node4", "before")
+            .unwrap()
+            .as_deref(),
         Some("kill")
     );
 
     // The killed node comes back, rejoins and catches up with the write it missed.
     lab.host_mut(li).start().unwrap();
-    wait_for("the restarted manager to catch up", Duration::from_secs(30), || {
-        Ok(node_label(lab.host(li), "node5", "after")
-            .ok()
-            .flatten()
-            .filter(|v| v == "kill")
-            .map(|_| ()))
-    })
+    wait_for(
+        "the restarted manager to catch up",
+        Duration::from_secs(30),
+        || {
+            Ok(node_label(lab.host(li), "node5", "after")
+                .ok()
+                .flatten()
+                .filter(|v| v == "kill")
+                .map(|_| ()))
+        },
+    )
     .unwrap();
     wait_for("all 5 ready again", Duration::from_secs(40), || {
         all_ready(lab.host(survivor), 5)
@@ -132,13 +150,17 @@ fn partitioned_minority_refuses_writes_and_nothing_is_lost() {
     lab.partition(&[li], &rest).unwrap();
 
     // The majority side elects a leader and accepts writes.
-    wait_for("a write on the majority side", Duration::from_secs(20), || {
-        Ok(lab
-            .host(others[0])
-            .shoal(&["node", "update", "--label-add", "side=majority", "node4"])
-            .ok()
-            .map(|_| ()))
-    })
+    wait_for(
+        "a write on the majority side",
+        Duration::from_secs(20),
+        || {
+            Ok(lab
+                .host(others[0])
+                .shoal(&["node", "update", "--label-add", "side=majority", "node4"])
+                .ok()
+                .map(|_| ()))
+        },
+    )
     .unwrap();
     // The old leader, alone, refuses writes with a clear error.
     let out = lab
@@ -188,7 +210,10 @@ fn wrong_token_and_bad_requests_change_nothing() {
     assert_eq!(info["Swarm"]["LocalNodeState"], "inactive");
     let fresh = h1.shoal(&["swarm", "join-token", "-q", "worker"]).unwrap();
     lab.join(2, fresh.trim(), 1).unwrap();
-    wait_for("2 ready nodes", Duration::from_secs(30), || all_ready(h1, 2)).unwrap();
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        all_ready(h1, 2)
+    })
+    .unwrap();
 
     // A second init is refused; so is removing a live node without --force.
     let out = h1.shoal_output(&["swarm", "init"]).unwrap();
@@ -214,29 +239,42 @@ fn promote_demote_round_trip_and_restart_persistence() {
     let mut lab = lab(3);
     lab.form_cluster(1).unwrap();
     let h1 = lab.host(1);
-    wait_for("3 ready nodes", Duration::from_secs(30), || all_ready(h1, 3)).unwrap();
-    h1.shoal(&["node", "promote", "node2"]).unwrap();
-    wait_for("node2 to be a reachable manager", Duration::from_secs(40), || {
-        Ok(nodes(h1)?
-            .iter()
-            .find(|n| n["Description"]["Hostname"] == "node2")
-            .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
-            .map(|_| ()))
+    wait_for("3 ready nodes", Duration::from_secs(30), || {
+        all_ready(h1, 3)
     })
+    .unwrap();
+    h1.shoal(&["node", "promote", "node2"]).unwrap();
+    wait_for(
+        "node2 to be a reachable manager",
+        Duration::from_secs(40),
+        || {
+            Ok(nodes(h1)?
+                .iter()
+                .find(|n| n["Description"]["Hostname"] == "node2")
+                .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
+                .map(|_| ()))
+        },
+    )
     .unwrap();
     // node2 now answers manager requests itself.
-    wait_for("node2 serving the cluster API", Duration::from_secs(20), || {
-        Ok(nodes(lab.host(2)).ok().filter(|n| n.len() == 3).map(|_| ()))
-    })
+    wait_for(
+        "node2 serving the cluster API",
+        Duration::from_secs(20),
+        || Ok(nodes(lab.host(2)).ok().filter(|n| n.len() == 3).map(|_| ())),
+    )
     .unwrap();
     h1.shoal(&["node", "demote", "node2"]).unwrap();
-    wait_for("node2 to be a worker again", Duration::from_secs(40), || {
-        Ok(nodes(h1)?
-            .iter()
-            .find(|n| n["Description"]["Hostname"] == "node2")
-            .filter(|n| n["ManagerStatus"].is_null() && n["Spec"]["Role"] == "worker")
-            .map(|_| ()))
-    })
+    wait_for(
+        "node2 to be a worker again",
+        Duration::from_secs(40),
+        || {
+            Ok(nodes(h1)?
+                .iter()
+                .find(|n| n["Description"]["Hostname"] == "node2")
+                .filter(|n| n["ManagerStatus"].is_null() && n["Spec"]["Role"] == "worker")
+                .map(|_| ()))
+        },
+    )
     .unwrap();
     // The last manager cannot be demoted.
     let out = h1.shoal_output(&["node", "demote", "node1"]).unwrap();
@@ -280,16 +318,22 @@ fn force_new_cluster_recovers_a_lone_survivor() {
     lab.host(1)
         .shoal(&["swarm", "init", "--force-new-cluster"])
         .unwrap();
-    wait_for("writes on the recovered cluster", Duration::from_secs(20), || {
-        Ok(lab
-            .host(1)
-            .shoal(&["node", "update", "--label-add", "after=recovery", "node1"])
-            .ok()
-            .map(|_| ()))
-    })
+    wait_for(
+        "writes on the recovered cluster",
+        Duration::from_secs(20),
+        || {
+            Ok(lab
+                .host(1)
+                .shoal(&["node", "update", "--label-add", "after=recovery", "node1"])
+                .ok()
+                .map(|_| ()))
+        },
+    )
     .unwrap();
     assert_eq!(
-        node_label(lab.host(1), "node1", "survives").unwrap().as_deref(),
+        node_label(lab.host(1), "node1", "survives")
+            .unwrap()
+            .as_deref(),
         Some("yes")
     );
     let ls = lab.host(1).shoal(&["node", "ls"]).unwrap();
@@ -317,8 +361,14 @@ fn stock_docker_cli_drives_the_cluster() {
             &format!("{}:2377", h1.addr),
         ])
         .unwrap();
-    assert!(out.contains("This node joined a swarm as a worker"), "{out}");
-    wait_for("2 ready nodes", Duration::from_secs(30), || all_ready(h1, 2)).unwrap();
+    assert!(
+        out.contains("This node joined a swarm as a worker"),
+        "{out}"
+    );
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        all_ready(h1, 2)
+    })
+    .unwrap();
     let ls = h1.docker(&["node", "ls"]).unwrap();
     assert!(ls.contains("node1 *") || ls.contains("*"), "{ls}");
     assert!(ls.contains("Leader") && ls.contains("node2"), "{ls}");
@@ -344,7 +394,10 @@ fn autolock_needs_the_unlock_key_after_restart() {
     // The node key on disk is sealed.
     let key_file = std::fs::read_to_string(h.data_root().join("certificates/swarm-node.key"))
         .unwrap_or_default();
-    assert!(!key_file.contains("BEGIN PRIVATE KEY"), "node key stored in clear");
+    assert!(
+        !key_file.contains("BEGIN PRIVATE KEY"),
+        "node key stored in clear"
+    );
 
     lab.host_mut(1).stop().unwrap();
     lab.host_mut(1).start().unwrap();
@@ -354,11 +407,22 @@ fn autolock_needs_the_unlock_key_after_restart() {
     let out = h.shoal_output(&["node", "ls"]).unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unlock"));
     let wrong = "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let out = h.shoal_stdin(&["swarm", "unlock"], &format!("{wrong}\n")).unwrap();
+    let out = h
+        .shoal_stdin(&["swarm", "unlock"], &format!("{wrong}\n"))
+        .unwrap();
     assert!(!out.status.success());
-    assert_eq!(h.api_get("/info").unwrap()["Swarm"]["LocalNodeState"], "locked");
-    let out = h.shoal_stdin(&["swarm", "unlock"], &format!("{key}\n")).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        h.api_get("/info").unwrap()["Swarm"]["LocalNodeState"],
+        "locked"
+    );
+    let out = h
+        .shoal_stdin(&["swarm", "unlock"], &format!("{key}\n"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for("the unlocked manager", Duration::from_secs(20), || {
         Ok(all_ready(lab.host(1), 1).ok().flatten())
     })

@@ -55,7 +55,9 @@ fn acknowledged_writes_survive_kills_and_partitions() {
     let mut clients = Vec::new();
     for c in 0..3usize {
         // Client c writes label `c<c>` on node (4, 5, 1) through managers c+1, c+2, … in turn.
-        let sockets: Vec<String> = (0..3).map(|k| lab.host((c + k) % 3 + 1).host_uri()).collect();
+        let sockets: Vec<String> = (0..3)
+            .map(|k| lab.host((c + k) % 3 + 1).host_uri())
+            .collect();
         let target = ["node4", "node5", "node1"][c].to_string();
         let stop = stop.clone();
         let results = results.clone();
@@ -109,7 +111,9 @@ fn acknowledged_writes_survive_kills_and_partitions() {
                     .and_then(|v| v.parse::<u64>().ok())
                     .filter(|v| v >= acked))
             })
-            .unwrap_or_else(|e| panic!("client {c} on manager {m}: acknowledged {acked} lost: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("client {c} on manager {m}: acknowledged {acked} lost: {e}")
+            });
             assert!(
                 value == *acked || value == *attempted,
                 "client {c}: final {value}, acknowledged {acked}, attempted {attempted}"

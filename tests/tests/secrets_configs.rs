@@ -17,7 +17,9 @@ fn secrets_and_configs_round_trip() {
     std::fs::write(&file, "s3cret-marker\n").unwrap();
     let f = file.to_string_lossy().to_string();
 
-    let id = h.docker(&["secret", "create", "-l", "team=a", "db_pw", &f]).unwrap();
+    let id = h
+        .docker(&["secret", "create", "-l", "team=a", "db_pw", &f])
+        .unwrap();
     assert_eq!(id.trim().len(), 25, "{id}");
     let ls = h.docker(&["secret", "ls"]).unwrap();
     assert!(ls.contains("db_pw"), "{ls}");
@@ -27,10 +29,16 @@ fn secrets_and_configs_round_trip() {
     let raw = h.api_get("/v1.47/secrets").unwrap().to_string();
     assert!(!raw.contains("czNjcmV0"), "secret data in list: {raw}");
     // Same name again: a conflict, nothing created.
-    let dup = h.docker(&["secret", "create", "db_pw", &f]).unwrap_err().to_string();
+    let dup = h
+        .docker(&["secret", "create", "db_pw", &f])
+        .unwrap_err()
+        .to_string();
     assert!(dup.contains("already exists"), "{dup}");
     // Invalid name refused.
-    let bad = h.docker(&["secret", "create", "bad/name", &f]).unwrap_err().to_string();
+    let bad = h
+        .docker(&["secret", "create", "bad/name", &f])
+        .unwrap_err()
+        .to_string();
     assert!(bad.to_lowercase().contains("invalid"), "{bad}");
 
     h.docker(&["config", "create", "app_cfg", &f]).unwrap();

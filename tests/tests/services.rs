@@ -48,8 +48,18 @@ fn replicated_service_runs_spreads_heals_and_goes_away() {
     .unwrap();
     let h1 = lab.host(1);
     h1.docker(&[
-        "service", "create", "-d", "--name", "sleeper", "--replicas", "3",
-        "--restart-delay", "1s", "shoal-test/busybox:latest", "sleep", "600",
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sleeper",
+        "--replicas",
+        "3",
+        "--restart-delay",
+        "1s",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
     ])
     .unwrap();
     let tasks = wait_for("3 running tasks", Duration::from_secs(60), || {
@@ -70,7 +80,9 @@ fn replicated_service_runs_spreads_heals_and_goes_away() {
         .hosts
         .iter()
         .find_map(|h| {
-            let info = h.api_get(&format!("/v1.47/containers/{container}/json")).ok()?;
+            let info = h
+                .api_get(&format!("/v1.47/containers/{container}/json"))
+                .ok()?;
             info["State"]["Pid"].as_i64().filter(|p| *p > 0)
         })
         .expect("the container's pid");

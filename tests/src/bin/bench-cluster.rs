@@ -68,15 +68,20 @@ fn leader(lab: &Lab) -> Option<usize> {
 }
 
 fn agreed_leader(lab: &Lab) -> Result<usize> {
-    wait_for("the managers to agree on a leader", Duration::from_secs(30), || {
-        Ok(leader(lab))
-    })
+    wait_for(
+        "the managers to agree on a leader",
+        Duration::from_secs(30),
+        || Ok(leader(lab)),
+    )
 }
 
 fn all_ready(lab: &Lab, via: usize) -> Result<Option<()>> {
     let v = lab.host(via).api_get("/v1.47/nodes")?;
     let nodes = v.as_array().cloned().unwrap_or_default();
-    let ready = nodes.iter().filter(|n| n["Status"]["State"] == "ready").count();
+    let ready = nodes
+        .iter()
+        .filter(|n| n["Status"]["State"] == "ready")
+        .count();
     let reachable = nodes
         .iter()
         .filter(|n| n["ManagerStatus"]["Reachability"] == "reachable")
@@ -91,7 +96,9 @@ fn main() -> Result<()> {
         daemon_args: Vec::new(),
     })?;
     lab.form_cluster(3)?;
-    wait_for("5 ready nodes", Duration::from_secs(60), || all_ready(&lab, 1))?;
+    wait_for("5 ready nodes", Duration::from_secs(60), || {
+        all_ready(&lab, 1)
+    })?;
     println!("binary: {}", shoal_e2e::shoal_bin().display());
 
     std::thread::sleep(Duration::from_secs(10));
@@ -115,7 +122,9 @@ fn main() -> Result<()> {
     let wf16 = rt.block_on(writes_per_second(&follower_uri, 16, 40, "fwd"))?;
     println!("committed writes/s, 3 managers, API on the leader, 1 client: {w1:.0}");
     println!("committed writes/s, 3 managers, API on the leader, 16 clients: {w16:.0}");
-    println!("committed writes/s, 3 managers, API on a follower (forwarded), 16 clients: {wf16:.0}");
+    println!(
+        "committed writes/s, 3 managers, API on a follower (forwarded), 16 clients: {wf16:.0}"
+    );
 
     let mut failovers = Vec::new();
     for run in 0..5 {

@@ -66,7 +66,10 @@ fn main() -> Result<()> {
     })?;
     println!("\n$ shoal -H {} node ls", h1.host_uri());
     print!("{}", h1.shoal(&["node", "ls"])?);
-    println!("\n$ docker -H {} node ls   (the stock docker CLI)", h1.host_uri());
+    println!(
+        "\n$ docker -H {} node ls   (the stock docker CLI)",
+        h1.host_uri()
+    );
     print!("{}", h1.docker(&["node", "ls"])?);
     println!("\n$ docker -H {} info | grep -A8 Swarm:", h1.host_uri());
     let info = h1.docker(&["info"])?;
@@ -74,13 +77,21 @@ fn main() -> Result<()> {
         println!("{line}");
     }
     for h in &lab.hosts {
-        println!("host {}: address {}, socket {}", h.name, h.addr, h.host_uri());
+        println!(
+            "host {}: address {}, socket {}",
+            h.name,
+            h.addr,
+            h.host_uri()
+        );
     }
     if args.check {
         println!("\ncluster of {} nodes OK; tearing down", args.hosts);
         return Ok(());
     }
-    println!("\nThe cluster runs until Ctrl-C. Try: shoal -H {} node ls", h1.host_uri());
+    println!(
+        "\nThe cluster runs until Ctrl-C. Try: shoal -H {} node ls",
+        h1.host_uri()
+    );
     while !interrupted.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
     }
