@@ -668,6 +668,65 @@ impl Netlink {
         .await
     }
 
+    /// Permanent IPv4 neighbour entries on `dev`: (ip, mac).
+    pub async fn neighbours(&self, dev: &str) -> Result<Vec<(Ipv4Addr, Mac)>> {
+        self.dump_neigh(dev, AddressFamily::Inet).await.map(|v| {
+            v.into_iter()
+                .filter_map(|(ip, mac)| Some((ip?, mac?)))
+                .collect()
+        })
+    }
+
+    /// FDB entries with a remote destination on `dev` (a VXLAN device): (mac, vtep).
+    pub async fn fdb(&self, dev: &str) -> Result<Vec<(Mac, Ipv4Addr)>> {
+        self.dump_neigh(dev, AddressFamily::Bridge).await.map(|v| {
+            v.into_iter()
+                .filter_map(|(ip, mac)| Some((mac?, ip?)))
+                .collect()
+        })
+    }
+
+    async fn dump_neigh(
+        &self,
+        dev: &str,
+        family: AddressFamily,
+    ) -> Result<Vec<(Option<Ipv4Addr>, Option<Mac>)>> {
+        validate_ifname(dev)?;
+        let dev = dev.to_string();
+        self.call(move |h| async move {
+            let idx = require_index(&h, &dev).await?;
+            let mut out = Vec::new();
+            let mut s = h.neighbours().get().set_address_family(family).execute();
+            while let Some(m) = s
+                .try_next()
+                .await
+                .map_err(|e| nl_err(&format!("dump neighbours of {dev}"), e))?
+            {
+                if m.header.ifindex != idx || m.header.state != NeighbourState::Permanent {
+                    continue;
+                }
+                let mut ip = None;
+                let mut mac = None;
+                for a in &m.attributes {
+                    match a {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(x)) => ip = Some(*x),
+                        // Bridge-family dumps carry the VTEP as raw bytes.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                            ip = <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                        }
+                        NeighbourAttribute::LinkLayerAddress(b) => {
+                            mac = Mac::try_from(b.as_slice()).ok()
+                        }
+                        _ => {}
+                    }
+                }
+                out.push((ip, mac));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Remove a neighbour entry; fine if absent.
     pub async fn del_neigh(&self, dev: &str, ip: Ipv4Addr) -> Result<()> {
         validate_ifname(dev)?;

@@ -190,6 +190,40 @@ impl Overlay {
         self.nl.del_fdb(OVERLAY_VXLAN, mac, vtep).await
     }
 
+    /// Remote endpoints currently programmed: (ip, mac, vtep) for every neighbour entry whose
+    /// MAC has an FDB entry.
+    pub async fn programmed_remotes(&self) -> Result<Vec<(Ipv4Addr, Mac, Ipv4Addr)>> {
+        let neigh = self.nl.neighbours(OVERLAY_VXLAN).await?;
+        let fdb = self.nl.fdb(OVERLAY_VXLAN).await?;
+        let mut out: Vec<_> = neigh
+            .into_iter()
+            .filter_map(|(ip, mac)| {
+                fdb.iter()
+                    .find(|(m, _)| *m == mac)
+                    .map(|(_, vtep)| (ip, mac, *vtep))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Make the programmed remote endpoints exactly `desired` (after a restart, or a full
+    /// resync from gossip): stale entries are removed, missing ones added.
+    pub async fn reconcile(&self, desired: &[(Ipv4Addr, Mac, Ipv4Addr)]) -> Result<()> {
+        let have = self.programmed_remotes().await?;
+        for h in &have {
+            if !desired.contains(h) {
+                self.remove_remote_endpoint(h.0, h.1, h.2).await?;
+            }
+        }
+        for d in desired {
+            if !have.contains(d) {
+                self.add_remote_endpoint(d.0, d.1, d.2).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Program one gossip change if it concerns this overlay (`network_id` matches); returns
     /// whether anything was done. Endpoints whose VTEP is our own are skipped (local ones are
     /// on the bridge already).

@@ -105,6 +105,24 @@ async fn containers_talk_across_vxlan() {
         .unwrap();
     assert!(answer.starts_with("c2:xxx"));
 
+    // What is programmed can be read back, and reconciled to a desired set.
+    assert_eq!(
+        o1.programmed_remotes().await.unwrap(),
+        vec![(ip2, a2.mac, u2)]
+    );
+    let ghost = (
+        Ipv4Addr::new(10, 90, 0, 77),
+        shoal_net::Mac::from_ip(Ipv4Addr::new(10, 90, 0, 77)),
+        u2,
+    );
+    o1.reconcile(&[(ip2, a2.mac, u2), ghost]).await.unwrap();
+    assert_eq!(o1.programmed_remotes().await.unwrap().len(), 2);
+    o1.reconcile(&[(ip2, a2.mac, u2)]).await.unwrap();
+    assert_eq!(
+        o1.programmed_remotes().await.unwrap(),
+        vec![(ip2, a2.mac, u2)]
+    );
+
     // The endpoint goes away: entries removed, the peer is no longer reachable.
     o1.remove_remote_endpoint(ip2, a2.mac, u2).await.unwrap();
     o1.remove_remote_endpoint(ip2, a2.mac, u2).await.unwrap();
