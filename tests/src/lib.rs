@@ -306,7 +306,7 @@ impl Lab {
             );
         }
         let seq = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
-        let id = format!("{}{}", std::process::id() % 100_000, seq);
+        let id = format!("{}x{}", std::process::id() % 100_000, seq);
         let dir = tempfile::Builder::new().prefix("shoal-lab-").tempdir()?;
         let mut lab = Lab {
             switch_ns: format!("shl{id}-sw"),
@@ -461,11 +461,113 @@ impl Lab {
     }
 }
 
+/// Containers outlive their daemon by design, so a lab removes what its daemons started:
+/// processes in the lab's cgroups or running from the lab's directory (killed by PID), mounts
+/// under the lab's directory, and the lab's cgroup directories.
+pub fn remove_leftovers(dir: &Path, cgroup_prefix: &str) {
+    let dir_s = dir.to_string_lossy().to_string();
+    let cg_dirs = cgroup_dirs(cgroup_prefix);
+    for _round in 0..3 {
+        let mut pids = Vec::new();
+        for d in &cg_dirs {
+            for entry in walkdir_procs(d) {
+                pids.push(entry);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(&dir_s) {
+                    pids.push(pid);
+                }
+            }
+        }
+        let me = std::process::id() as i32;
+        pids.retain(|p| *p != me && *p > 1);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir_s))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for m in points {
+        if let Ok(c) = std::ffi::CString::new(m) {
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    let mut all: Vec<PathBuf> = Vec::new();
+    for d in &cg_dirs {
+        collect_dirs(d, &mut all);
+    }
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in all {
+        let _ = std::fs::remove_dir(&d);
+    }
+}
+
+/// `<hierarchy>/<name>` for every cgroup hierarchy and every top-level group starting with
+/// `prefix`.
+fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for root in roots {
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir() {
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
+    out.push(d.to_path_buf());
+    if let Ok(entries) = std::fs::read_dir(d) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
+}
+
+fn walkdir_procs(d: &Path) -> Vec<i32> {
+    let mut dirs = Vec::new();
+    collect_dirs(d, &mut dirs);
+    dirs.iter()
+        .flat_map(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for h in self.hosts.iter_mut() {
             h.kill9();
         }
+        remove_leftovers(self.dir.path(), &format!("shl{}-", self.id));
         if std::env::var_os("SHOAL_LAB_KEEP_LOGS").is_some() {
             for h in &self.hosts {
                 eprintln!("--- {} daemon log ---\n{}", h.name, h.log_tail(200));

@@ -5,7 +5,7 @@
 //! otherwise it keeps the cluster up until Ctrl-C, then removes everything it made.
 
 use anyhow::{Context, Result, bail};
-use shoal_e2e::{Lab, LabOptions, wait_for};
+use shoal_e2e::{Lab, LabOptions, test_images, wait_for};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -71,21 +71,57 @@ fn main() -> Result<()> {
         h1.host_uri()
     );
     print!("{}", h1.docker(&["node", "ls"])?);
-    println!("\n$ docker -H {} info | grep -A8 Swarm:", h1.host_uri());
-    let info = h1.docker(&["info"])?;
-    for line in info.lines().skip_while(|l| !l.contains("Swarm:")).take(9) {
-        println!("{line}");
-    }
+    println!("\nloading the busybox-based test images on every node…");
+    let images = test_images()?;
     for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
+    }
+    let replicas = (args.hosts * 2).to_string();
+    println!(
+        "\n$ docker service create -d --name web --replicas {replicas} shoal-test/httpd:latest"
+    );
+    print!(
+        "{}",
+        h1.docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            &replicas,
+            "shoal-test/httpd:latest",
+        ])?
+    );
+    wait_for("every replica running", Duration::from_secs(120), || {
+        let out = h1.docker(&["service", "ls"])?;
+        Ok(out
+            .contains(&format!("{replicas}/{replicas}"))
+            .then_some(()))
+    })?;
+    println!("\n$ docker service ls");
+    print!("{}", h1.docker(&["service", "ls"])?);
+    println!("\n$ docker service ps web");
+    print!("{}", h1.docker(&["service", "ps", "web"])?);
+    for h in &lab.hosts {
+        let n = h
+            .api_get("/v1.47/containers/json")?
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
         println!(
-            "host {}: address {}, socket {}",
+            "host {}: address {}, socket {}, {n} running containers",
             h.name,
             h.addr,
             h.host_uri()
         );
     }
     if args.check {
-        println!("\ncluster of {} nodes OK; tearing down", args.hosts);
+        h1.docker(&["service", "rm", "web"])?;
+        println!(
+            "\ncluster of {} nodes and its service OK; tearing down",
+            args.hosts
+        );
         return Ok(());
     }
     println!(
