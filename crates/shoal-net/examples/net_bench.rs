@@ -203,5 +203,79 @@ async fn run(
         via_vip / direct
     );
     nft::delete_table(Some(c1.path()), &table)?;
-    Ok(())
+    encrypted(h1, h2, u2).await
+}
+
+/// The same overlay test, but VXLAN between WireGuard (boringtun) addresses.
+async fn encrypted(h1: &NetnsGuard, h2: &NetnsGuard, u2: Ipv4Addr) -> anyhow::Result<()> {
+    use shoal_net::wireguard::{KeyPair, WG_PORT, WgDevice, WgPeer};
+    let u1 = Ipv4Addr::new(169, 254, 93, 1);
+    let tag = |t: &str| format!("snb{}-{t}", std::process::id());
+    let c3 = NetnsGuard::create(&tag("c3"))?;
+    let c4 = NetnsGuard::create(&tag("c4"))?;
+    let (n1, n2) = (Netlink::in_netns(h1.path())?, Netlink::in_netns(h2.path())?);
+    let pid = std::process::id() % 100_000;
+    let d1 = WgDevice::create(&format!("sba{pid}"), Some(h1.path()))?;
+    let d2 = WgDevice::create(&format!("sbb{pid}"), Some(h2.path()))?;
+    let (k1, k2) = (KeyPair::generate(), KeyPair::generate());
+    d1.configure(&k1, WG_PORT)?;
+    d2.configure(&k2, WG_PORT)?;
+    let (w1, w2) = (Ipv4Addr::new(10, 97, 0, 1), Ipv4Addr::new(10, 97, 0, 2));
+    let peer = |k: &KeyPair, u: Ipv4Addr, w: Ipv4Addr| -> anyhow::Result<WgPeer> {
+        Ok(WgPeer {
+            public_key: k.public_base64(),
+            endpoint: Some(SocketAddr::from((u, WG_PORT))),
+            allowed_ips: vec![format!("{w}/32").parse()?],
+            keepalive: Some(25),
+        })
+    };
+    d1.set_peer(&peer(&k2, u2, w2)?)?;
+    d2.set_peer(&peer(&k1, u1, w1)?)?;
+    for (n, d, w) in [(&n1, &d1, w1), (&n2, &d2, w2)] {
+        n.add_address(d.name(), IpAddr::V4(w), 24).await?;
+        n.set_mtu(d.name(), 1500 - shoal_net::WIREGUARD_OVERHEAD)
+            .await?;
+        n.set_up(d.name()).await?;
+    }
+    let mtu = shoal_net::overlay_mtu(1500, true)?;
+    let spec = |vtep, p: String| OverlaySpec {
+        network_id: "bench-enc".into(),
+        vni: 778,
+        subnet: "10.94.0.0/24".parse().expect("literal subnet"),
+        gateway: Ipv4Addr::new(10, 94, 0, 1),
+        local_vtep: vtep,
+        mtu,
+        netns_prefix: p,
+    };
+    let o1 = Overlay::ensure(&n1, spec(w1, tag("ea-"))).await?;
+    let o2 = Overlay::ensure(&n2, spec(w2, tag("eb-"))).await?;
+    let names = [o1.spec.netns_name(), o2.spec.netns_name()];
+    let res = async {
+        let (ip1, ip2) = (Ipv4Addr::new(10, 94, 0, 2), Ipv4Addr::new(10, 94, 0, 3));
+        let a1 = o1
+            .attach_endpoint(c3.path(), "eth0", ip1, None, true)
+            .await?;
+        let a2 = o2
+            .attach_endpoint(c4.path(), "eth0", ip2, None, true)
+            .await?;
+        o1.add_remote_endpoint(ip2, a2.mac, w2).await?;
+        o2.add_remote_endpoint(ip1, a1.mac, w1).await?;
+        let (p1, p2): (PathBuf, PathBuf) = (c3.path().into(), c4.path().into());
+        let enc = tokio::task::spawn_blocking(move || {
+            throughput(&p1, &p2, SocketAddr::from((ip2, 5202)))
+        })
+        .await??;
+        println!(
+            "encrypted overlay (vxlan in boringtun): {:8.1} MB/s (MTU {mtu})",
+            enc / 1e6
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    o1.teardown().await?;
+    o2.teardown().await?;
+    for n in names {
+        netns::delete(&n)?;
+    }
+    res
 }
