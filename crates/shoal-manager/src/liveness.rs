@@ -79,7 +79,10 @@ mod tests {
     fn new_leader_waits_grace_before_down() {
         let t0 = Instant::now();
         let t = LivenessTracker::new(Duration::from_secs(1), t0);
-        assert_eq!(t.verdict("n", t0 + Duration::from_secs(5)), Verdict::Unknown);
+        assert_eq!(
+            t.verdict("n", t0 + Duration::from_secs(5)),
+            Verdict::Unknown
+        );
         assert_eq!(t.verdict("n", t0 + Duration::from_secs(7)), Verdict::Down);
     }
 }

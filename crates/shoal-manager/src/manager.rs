@@ -11,11 +11,9 @@ use crate::raft_id::raft_id_for;
 use shoal_proto::control::{
     JoinRaftRequest, LeaveRaftRequest, ProposeRequest, control_client::ControlClient,
 };
-use shoal_store::{Applied, ChannelFactory, Change, Command, ProposeError, Store, StoreView};
+use shoal_store::{Applied, Change, ChannelFactory, Command, ProposeError, Store, StoreView};
 use shoal_types::node::{ManagerStatus, NodeDescription};
-use shoal_types::{
-    ApiError, Cluster, Node, NodeRole, NodeState, Object, ObjectKind, Reachability,
-};
+use shoal_types::{ApiError, Cluster, Node, NodeRole, NodeState, Object, ObjectKind, Reachability};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -107,7 +105,10 @@ impl Manager {
                 ))
             })?
             .map_err(|s| {
-                ApiError::unavailable(format!("forwarding to leader {leader_addr}: {}", s.message()))
+                ApiError::unavailable(format!(
+                    "forwarding to leader {leader_addr}: {}",
+                    s.message()
+                ))
             })?
             .into_inner();
         if !resp.error_json.is_empty() {

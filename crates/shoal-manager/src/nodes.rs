@@ -36,7 +36,9 @@ pub fn plan_update(
 ) -> Result<Node, ApiError> {
     for key in new_spec.annotations.labels.keys() {
         if key.is_empty() {
-            return Err(ApiError::invalid_argument("node label keys must not be empty"));
+            return Err(ApiError::invalid_argument(
+                "node label keys must not be empty",
+            ));
         }
     }
     if node.spec.role == NodeRole::Manager && new_spec.role == NodeRole::Worker {
@@ -127,7 +129,8 @@ mod tests {
         let n = node("a", NodeRole::Manager, NodeState::Ready);
         let mut spec = n.spec.clone();
         spec.role = NodeRole::Worker;
-        let err = plan_update(&n, spec.clone(), &members(&["a", "b", "c"], &["a", "b"])).unwrap_err();
+        let err =
+            plan_update(&n, spec.clone(), &members(&["a", "b", "c"], &["a", "b"])).unwrap_err();
         assert!(err.message.contains("quorum"), "{}", err.message);
         // All reachable: fine.
         let ok = plan_update(&n, spec, &members(&["a", "b", "c"], &["a", "b", "c"])).unwrap();

@@ -268,7 +268,7 @@ impl TaskExecutor for ContainerExecutor {
             .into_iter()
             .find(|c| c.labels.get("com.docker.swarm.task.id") == Some(&task.id))
             .map(|c| {
-                let running = serde_json::to_value(&c.state).is_ok_and(|v| v == "running");
+                let running = serde_json::to_value(c.state).is_ok_and(|v| v == "running");
                 (c.id, running)
             })
     }
