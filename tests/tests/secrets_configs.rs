@@ -41,6 +41,15 @@ fn secrets_and_configs_round_trip() {
         .to_string();
     assert!(bad.to_lowercase().contains("invalid"), "{bad}");
 
+    // The Raft data on disk is sealed: neither the secret's bytes nor their base64 appear.
+    let raft = std::fs::read(h.data_root().join("raft/raft.redb")).unwrap();
+    for needle in [&b"s3cret-marker"[..], &b"czNjcmV0LW1hcmtlcgo"[..]] {
+        assert!(
+            !raft.windows(needle.len()).any(|w| w == needle),
+            "secret found in clear in raft.redb"
+        );
+    }
+
     h.docker(&["config", "create", "app_cfg", &f]).unwrap();
     let cfg = h.docker(&["config", "inspect", "app_cfg"]).unwrap();
     // Configs do return their data (base64 of "s3cret-marker\n").

@@ -31,6 +31,8 @@ pub struct RaftConfig {
     pub reachable_window_ms: u64,
     /// On start from existing state, rewrite membership to only this node and lead alone.
     pub force_new_cluster: bool,
+    /// Seals log entries and snapshots on disk (the manager's data encryption key).
+    pub at_rest_key: Option<[u8; 32]>,
 }
 
 impl RaftConfig {
@@ -54,6 +56,7 @@ impl RaftConfig {
             catch_up_timeout_ms: 60_000,
             reachable_window_ms: 3_000,
             force_new_cluster: false,
+            at_rest_key: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //!
 //! All functions here are blocking; async callers run writes on the blocking pool.
 
+use crate::at_rest::{self, AtRestKey};
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ const K_FLUSH: &str = "flush";
 #[derive(Clone)]
 pub(crate) struct Disk {
     cell: Arc<DbCell>,
+    key: Option<Arc<AtRestKey>>,
 }
 
 /// Owns the database and says when it is closed (the file lock released), which is only after
@@ -60,7 +62,8 @@ impl ClosedFlag {
 pub(crate) type DiskResult<T> = anyhow::Result<T>;
 
 impl Disk {
-    pub(crate) fn open(path: &Path) -> DiskResult<Disk> {
+    pub(crate) fn open(path: &Path, key: Option<&[u8; 32]>) -> DiskResult<Disk> {
+        let key = key.map(AtRestKey::new).transpose()?.map(Arc::new);
         let db = Database::create(path)
             .with_context(|| format!("opening raft database {}", path.display()))?;
         // Create the tables so readers never meet a missing table.
@@ -74,6 +77,7 @@ impl Disk {
                 db: Some(db),
                 closed: Arc::new(AtomicBool::new(false)),
             }),
+            key,
         })
     }
 
@@ -81,6 +85,10 @@ impl Disk {
     /// replication tasks) has let go, so the file can be reopened.
     pub(crate) fn closed_flag(&self) -> ClosedFlag {
         ClosedFlag(self.cell.closed.clone())
+    }
+
+    fn key(&self) -> Option<&AtRestKey> {
+        self.key.as_deref()
     }
 
     fn db(&self) -> DiskResult<&Database> {
@@ -148,7 +156,8 @@ impl Disk {
         match t.last()? {
             None => Ok(None),
             Some((_, v)) => {
-                let e: Entry = serde_json::from_slice(v.value()).context("decoding log entry")?;
+                let plain = at_rest::decode(self.key(), v.value())?;
+                let e: Entry = serde_json::from_slice(&plain).context("decoding log entry")?;
                 Ok(Some(e.log_id))
             }
         }
@@ -160,7 +169,9 @@ impl Disk {
         let mut out = Vec::new();
         for item in t.range(range)? {
             let (k, v) = item?;
-            let e: Entry = serde_json::from_slice(v.value())
+            let plain = at_rest::decode(self.key(), v.value())
+                .with_context(|| format!("opening log entry {}", k.value()))?;
+            let e: Entry = serde_json::from_slice(&plain)
                 .with_context(|| format!("decoding log entry {}", k.value()))?;
             out.push(e);
         }
@@ -175,8 +186,9 @@ impl Disk {
         {
             let mut t = tx.open_table(LOGS)?;
             for e in entries {
-                let bytes = serde_json::to_vec(e)?;
-                t.insert(e.log_id.index, bytes.as_slice())?;
+                let json = serde_json::to_vec(e)?;
+                let bytes = at_rest::encode(self.key(), &json)?;
+                t.insert(e.log_id.index, &*bytes)?;
             }
         }
         tx.commit()?;
@@ -228,16 +240,18 @@ impl Disk {
         };
         let meta: SnapshotMeta =
             serde_json::from_slice(meta.value()).context("decoding snapshot meta")?;
-        Ok(Some((meta, data.value().to_vec())))
+        let data = at_rest::decode(self.key(), data.value()).context("opening the snapshot")?;
+        Ok(Some((meta, data.into_owned())))
     }
 
     pub(crate) fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> DiskResult<()> {
         let m = serde_json::to_vec(meta)?;
+        let sealed = at_rest::encode(self.key(), data)?;
         let tx = self.db()?.begin_write()?;
         {
             let mut t = tx.open_table(SNAPSHOT)?;
             t.insert("meta", m.as_slice())?;
-            t.insert("data", data)?;
+            t.insert("data", &*sealed)?;
         }
         tx.commit()?;
         Ok(())
@@ -253,11 +267,12 @@ impl Disk {
         removed: &[u64],
     ) -> DiskResult<()> {
         let last = meta.last_log_id;
+        let sealed = at_rest::encode(self.key(), data)?;
         let tx = self.db()?.begin_write()?;
         {
             let mut s = tx.open_table(SNAPSHOT)?;
             s.insert("meta", serde_json::to_vec(meta)?.as_slice())?;
-            s.insert("data", data)?;
+            s.insert("data", &*sealed)?;
             let mut l = tx.open_table(LOGS)?;
             l.retain(|_, _| false)?;
             let mut m = tx.open_table(META)?;

@@ -6,6 +6,7 @@
 //! `Command` of `Change`s applied atomically; an object's version is the log index of its last
 //! write.
 
+mod at_rest;
 mod command;
 mod config;
 mod disk;

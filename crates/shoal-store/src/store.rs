@@ -107,7 +107,7 @@ impl Store {
         let raft_cfg = Arc::new(cfg.openraft_config()?);
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating raft directory {}", cfg.dir.display()))?;
-        let disk = Disk::open(&cfg.db_path())?;
+        let disk = Disk::open(&cfg.db_path(), cfg.at_rest_key.as_ref())?;
         if cfg.force_new_cluster {
             force_new::rewrite(&disk, &cfg)?;
         }

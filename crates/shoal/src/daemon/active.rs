@@ -57,6 +57,7 @@ pub fn mtls_channels(creds: &NodeCredentials) -> ChannelFactory {
 impl ActiveNode {
     pub async fn start(
         executor: &Arc<dyn TaskExecutor>,
+        at_rest_key: Option<[u8; 32]>,
         cfg: &DaemonConfig,
         local: LocalSwarmState,
         creds: NodeCredentials,
@@ -74,6 +75,7 @@ impl ActiveNode {
             );
             // Fast failover (target: writes again within 3 s of a leader's death) while a
             // busy 2-core host still keeps heartbeats well inside the election window.
+            raft_cfg.at_rest_key = at_rest_key;
             raft_cfg.heartbeat_ms = 150;
             raft_cfg.election_min_ms = 600;
             raft_cfg.election_max_ms = 1200;

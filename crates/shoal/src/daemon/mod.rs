@@ -31,6 +31,8 @@ pub struct Daemon {
     pub images: Arc<images::Images>,
     pub runtime: shoal_runtime::container::Runtime,
     task_executor: Arc<dyn shoal_agent::worker::TaskExecutor>,
+    /// Seals this manager's Raft data on disk.
+    dek: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 fn init_tracing(cfg: &DaemonConfig) -> Result<()> {
@@ -105,6 +107,7 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
         images,
         runtime,
         task_executor,
+        dek: std::sync::Mutex::new(None),
         cfg: cfg.clone(),
         slot: RwLock::new(Slot::Inactive),
         op_lock: Mutex::new(()),

@@ -44,10 +44,34 @@ pub enum Slot {
 }
 
 impl Daemon {
+    /// The key that seals this node's Raft data on disk, if known (see `load_dek`).
+    fn dek(&self) -> Option<[u8; 32]> {
+        *self.dek.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads this node's data encryption key from its key file (opening it with `lock` under
+    /// autolock), creating one the first time. Raft log entries and snapshots, which hold the
+    /// secrets and the CA key, are sealed with it.
+    fn load_dek(&self, lock: Option<&Kek>) -> anyhow::Result<()> {
+        let dir = &self.cfg.data_root;
+        let mut secrets =
+            ca::NodeSecrets::load(dir, lock).map_err(|e| anyhow::anyhow!("node key: {e}"))?;
+        if secrets.dek.is_none() {
+            secrets.dek = Some(ca::Dek::generate());
+            secrets
+                .save(dir, lock)
+                .map_err(|e| anyhow::anyhow!("saving the data key: {e}"))?;
+        }
+        let key = secrets.dek.as_ref().map(|d| *d.as_bytes());
+        *self.dek.lock().unwrap_or_else(|p| p.into_inner()) = key;
+        Ok(())
+    }
+
     fn wipe_swarm_state(&self) {
         let _ = std::fs::remove_dir_all(raft_dir(&self.cfg));
         let _ = std::fs::remove_dir_all(self.cfg.data_root.join("certificates"));
         let _ = local_state::remove(&self.cfg.data_root);
+        *self.dek.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Bring the node back as it was before a restart.
@@ -62,8 +86,10 @@ impl Daemon {
         }
         let creds = ca::load_credentials(&self.cfg.data_root, None)
             .map_err(|e| anyhow::anyhow!("loading node credentials: {e}"))?;
+        self.load_dek(None)?;
         let node = ActiveNode::start(
             &self.task_executor,
+            self.dek(),
             &self.cfg,
             local,
             creds,
@@ -127,9 +153,11 @@ impl Daemon {
         self.wipe_swarm_state();
         let result = async {
             ca::save_credentials(&self.cfg.data_root, &creds, unlock.as_ref()).map_err(internal)?;
+            self.load_dek(unlock.as_ref()).map_err(internal)?;
             local_state::save(&self.cfg.data_root, &local).map_err(internal)?;
             let node = ActiveNode::start(
                 &self.task_executor,
+                self.dek(),
                 &self.cfg,
                 local.clone(),
                 creds.clone(),
@@ -219,6 +247,7 @@ impl Daemon {
         node.stop().await;
         let restarted = ActiveNode::start(
             &self.task_executor,
+            self.dek(),
             &self.cfg,
             local,
             creds.clone(),
@@ -290,6 +319,7 @@ impl Daemon {
             // A joining manager learns the unlock key over mTLS right after: until then the
             // key is stored unsealed, as on any fresh node.
             ca::save_credentials(&self.cfg.data_root, &creds, None).map_err(internal)?;
+            self.load_dek(None).map_err(internal)?;
             local_state::save(&self.cfg.data_root, &local).map_err(internal)?;
             let boot = if creds.role == Role::Manager {
                 Bootstrap::JoinManager {
@@ -300,9 +330,16 @@ impl Daemon {
                     force_new_cluster: false,
                 }
             };
-            ActiveNode::start(&self.task_executor, &self.cfg, local, creds, boot)
-                .await
-                .map_err(|e| ApiError::unavailable(format!("{e:#}")))
+            ActiveNode::start(
+                &self.task_executor,
+                self.dek(),
+                &self.cfg,
+                local,
+                creds,
+                boot,
+            )
+            .await
+            .map_err(|e| ApiError::unavailable(format!("{e:#}")))
         }
         .await;
         match result {
@@ -373,8 +410,10 @@ impl Daemon {
             .map_err(|_| ApiError::invalid_argument("invalid key: not a swarm unlock key"))?;
         let creds = ca::load_credentials(&self.cfg.data_root, Some(&key))
             .map_err(|_| ApiError::invalid_argument("swarm could not be unlocked: invalid key"))?;
+        self.load_dek(Some(&key)).map_err(internal)?;
         let node = ActiveNode::start(
             &self.task_executor,
+            self.dek(),
             &self.cfg,
             local,
             creds,
@@ -580,8 +619,15 @@ impl Daemon {
                 force_new_cluster: false,
             }
         };
-        let node =
-            ActiveNode::start(&self.task_executor, &self.cfg, new_local, new_creds, boot).await?;
+        let node = ActiveNode::start(
+            &self.task_executor,
+            self.dek(),
+            &self.cfg,
+            new_local,
+            new_creds,
+            boot,
+        )
+        .await?;
         *slot = Slot::Active(node);
         Ok(())
     }
