@@ -428,3 +428,37 @@ fn autolock_needs_the_unlock_key_after_restart() {
     })
     .unwrap();
 }
+
+#[test]
+fn killed_worker_goes_down_and_comes_back_ready() {
+    let mut lab = lab(2);
+    lab.form_cluster(1).unwrap();
+    let h1 = lab.host(1);
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        all_ready(h1, 2)
+    })
+    .unwrap();
+    h1.shoal(&["swarm", "update", "--dispatcher-heartbeat", "1s"])
+        .unwrap();
+    let swarm = h1.api_get("/v1.47/swarm").unwrap();
+    assert_eq!(
+        swarm["Spec"]["Dispatcher"]["HeartbeatPeriod"],
+        1_000_000_000u64
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = Instant::now();
+    lab.host_mut(2).kill9();
+    wait_for("node2 down", Duration::from_secs(20), || {
+        Ok(node_states(lab.host(1))?
+            .into_iter()
+            .find(|(n, s, _)| n == "node2" && s == "down")
+            .map(|_| ()))
+    })
+    .unwrap();
+    eprintln!("node2 marked down {:?} after kill -9", killed.elapsed());
+    lab.host_mut(2).start().unwrap();
+    wait_for("node2 ready again", Duration::from_secs(30), || {
+        all_ready(lab.host(1), 2)
+    })
+    .unwrap();
+}
