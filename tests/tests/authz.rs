@@ -8,48 +8,48 @@ use shoal_proto::dispatcher::{HeartbeatRequest, dispatcher_client::DispatcherCli
 use std::time::Duration;
 use tonic::Code;
 
-fn call_control(ns: &str, creds: ca::NodeCredentials, manager: String) -> Code {
+/// Run `f` on a current-thread runtime inside lab namespace `ns`.
+fn block_in<T: Send + 'static>(
+    ns: &str,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
     in_netns(ns, move || {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let rt = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async move {
-            let ch = ca::tls::connect(&manager, &creds).await.unwrap();
-            match ControlClient::new(ch)
-                .propose(ProposeRequest {
-                    command_json: b"{}".to_vec(),
-                })
-                .await
-            {
-                Ok(_) => Code::Ok,
-                Err(s) => s.code(),
-            }
-        })
+            .unwrap()
+            .block_on(f)
     })
     .unwrap()
 }
 
-fn call_heartbeat(ns: &str, creds: ca::NodeCredentials, manager: String) -> (Code, String) {
-    in_netns(ns, move || {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let ch = ca::tls::connect(&manager, &creds).await.unwrap();
-            match DispatcherClient::new(ch)
-                .heartbeat(HeartbeatRequest::default())
-                .await
-            {
-                Ok(_) => (Code::Ok, String::new()),
-                Err(s) => (s.code(), s.message().to_string()),
-            }
-        })
+fn call_control(ns: &str, creds: ca::NodeCredentials, manager: String) -> Code {
+    block_in(ns, async move {
+        let ch = ca::tls::connect(&manager, &creds).await.unwrap();
+        match ControlClient::new(ch)
+            .propose(ProposeRequest {
+                command_json: b"{}".to_vec(),
+            })
+            .await
+        {
+            Ok(_) => Code::Ok,
+            Err(s) => s.code(),
+        }
     })
-    .unwrap()
+}
+
+fn call_heartbeat(ns: &str, creds: ca::NodeCredentials, manager: String) -> (Code, String) {
+    block_in(ns, async move {
+        let ch = ca::tls::connect(&manager, &creds).await.unwrap();
+        match DispatcherClient::new(ch)
+            .heartbeat(HeartbeatRequest::default())
+            .await
+        {
+            Ok(_) => (Code::Ok, String::new()),
+            Err(s) => (s.code(), s.message().to_string()),
+        }
+    })
 }
 
 #[test]

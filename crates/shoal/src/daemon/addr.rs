@@ -77,6 +77,26 @@ pub fn choose_advertise(listen: &SocketAddr) -> Result<SocketAddr, ApiError> {
     }
 }
 
+/// The address to listen on (default 0.0.0.0:2377) and the one to advertise (chosen from the
+/// interfaces when not given), from the flags of `swarm init` / `swarm join`.
+pub fn listen_and_advertise(
+    listen: &str,
+    advertise: &str,
+) -> Result<(SocketAddr, SocketAddr), ApiError> {
+    let listen_spec = if listen.is_empty() {
+        "0.0.0.0:2377"
+    } else {
+        listen
+    };
+    let listen = resolve(listen_spec, DEFAULT_PORT)?;
+    let advertise = if advertise.is_empty() {
+        choose_advertise(&listen)?
+    } else {
+        resolve(advertise, listen.port())?
+    };
+    Ok((listen, advertise))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,65 +24,43 @@ pub trait NamedData: Clone + TryFrom<Object> + Into<Object> + shoal_types::Named
     fn relabel(&mut self, spec: Self::Spec) -> Result<(), ApiError>;
 }
 
-impl NamedData for Secret {
-    type Spec = SecretSpec;
-    const KIND: ObjectKind = ObjectKind::Secret;
-    const NOUN: &'static str = "secret";
-    const REF_LIST: &'static str = "Secrets";
-    const REF_ID: &'static str = "SecretID";
-    fn new(spec: SecretSpec) -> Result<Self, ApiError> {
-        spec.validate()?;
-        Ok(Secret {
-            id: new_id(),
-            meta: Meta::now(),
-            spec,
-        })
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn name(&self) -> &str {
-        &self.spec.annotations.name
-    }
-    fn labels(&self) -> &BTreeMap<String, String> {
-        &self.spec.annotations.labels
-    }
-    fn relabel(&mut self, spec: SecretSpec) -> Result<(), ApiError> {
-        spec.validate_update(&self.spec)?;
-        self.spec.annotations.labels = spec.annotations.labels;
-        Ok(())
-    }
+/// Secrets and configs share their shape (`ID`, meta, spec with annotations and data).
+macro_rules! named_data {
+    ($t:ident, $spec:ident, $kind:ident, $noun:literal, $list:literal, $id:literal) => {
+        impl NamedData for $t {
+            type Spec = $spec;
+            const KIND: ObjectKind = ObjectKind::$kind;
+            const NOUN: &'static str = $noun;
+            const REF_LIST: &'static str = $list;
+            const REF_ID: &'static str = $id;
+            fn new(spec: $spec) -> Result<Self, ApiError> {
+                spec.validate()?;
+                Ok($t {
+                    id: new_id(),
+                    meta: Meta::now(),
+                    spec,
+                })
+            }
+            fn meta(&self) -> &Meta {
+                &self.meta
+            }
+            fn name(&self) -> &str {
+                &self.spec.annotations.name
+            }
+            fn labels(&self) -> &BTreeMap<String, String> {
+                &self.spec.annotations.labels
+            }
+            fn relabel(&mut self, spec: $spec) -> Result<(), ApiError> {
+                spec.validate_update(&self.spec)?;
+                self.spec.annotations.labels = spec.annotations.labels;
+                Ok(())
+            }
+        }
+    };
 }
 
-impl NamedData for Config {
-    type Spec = ConfigSpec;
-    const KIND: ObjectKind = ObjectKind::Config;
-    const NOUN: &'static str = "config";
-    const REF_LIST: &'static str = "Configs";
-    const REF_ID: &'static str = "ConfigID";
-    fn new(spec: ConfigSpec) -> Result<Self, ApiError> {
-        spec.validate()?;
-        Ok(Config {
-            id: new_id(),
-            meta: Meta::now(),
-            spec,
-        })
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn name(&self) -> &str {
-        &self.spec.annotations.name
-    }
-    fn labels(&self) -> &BTreeMap<String, String> {
-        &self.spec.annotations.labels
-    }
-    fn relabel(&mut self, spec: ConfigSpec) -> Result<(), ApiError> {
-        spec.validate_update(&self.spec)?;
-        self.spec.annotations.labels = spec.annotations.labels;
-        Ok(())
-    }
-}
+named_data!(Secret, SecretSpec, Secret, "secret", "Secrets", "SecretID");
+named_data!(Config, ConfigSpec, Config, "config", "Configs", "ConfigID");
 
 /// All objects of one kind in the view, typed.
 pub fn objects<T: TryFrom<Object>>(view: &StoreView, kind: ObjectKind) -> Vec<T> {

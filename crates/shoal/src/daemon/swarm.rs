@@ -111,17 +111,8 @@ impl Daemon {
         if !matches!(*self.slot.read().await, Slot::Inactive) {
             return Err(ApiError::unavailable(ALREADY_IN_SWARM));
         }
-        let listen_spec = if req.listen_addr.is_empty() {
-            "0.0.0.0:2377"
-        } else {
-            &req.listen_addr
-        };
-        let listen = addr::resolve(listen_spec, addr::DEFAULT_PORT)?;
-        let advertise = if req.advertise_addr.is_empty() {
-            addr::choose_advertise(&listen)?
-        } else {
-            addr::resolve(&req.advertise_addr, listen.port())?
-        };
+        let (listen, advertise) =
+            addr::listen_and_advertise(&req.listen_addr, &req.advertise_addr)?;
         let spec = req.effective_spec()?;
         let (pool, subnet, data_port) = req.effective_network_config()?;
         let autolock = req.auto_lock_managers || spec.encryption_config.auto_lock_managers;
@@ -277,17 +268,8 @@ impl Daemon {
         }
         JoinToken::parse(&req.join_token)
             .map_err(|e| ApiError::invalid_argument(format!("invalid join token: {e}")))?;
-        let listen_spec = if req.listen_addr.is_empty() {
-            "0.0.0.0:2377"
-        } else {
-            &req.listen_addr
-        };
-        let listen = addr::resolve(listen_spec, addr::DEFAULT_PORT)?;
-        let advertise = if req.advertise_addr.is_empty() {
-            addr::choose_advertise(&listen)?
-        } else {
-            addr::resolve(&req.advertise_addr, listen.port())?
-        };
+        let (listen, advertise) =
+            addr::listen_and_advertise(&req.listen_addr, &req.advertise_addr)?;
         let params = JoinParams {
             hostname: self.cfg.hostname.clone(),
             advertise_addr: advertise.to_string(),
