@@ -222,16 +222,16 @@ fn wrong_token_and_bad_requests_change_nothing() {
     assert!(!out.status.success());
     assert_eq!(nodes(h1).unwrap().len(), 2);
     // A join to an address nobody listens on fails clearly.
-    let lab2 = lab_single_unjoined();
+    let lab2 = Lab::new(LabOptions {
+        hosts: 1,
+        daemon_args: Vec::new(),
+    })
+    .unwrap();
     let h = lab2.host(1);
     let out = h
         .shoal_output(&["swarm", "join", "--token", fresh.trim(), "10.77.0.9:2377"])
         .unwrap();
     assert!(!out.status.success());
-}
-
-fn lab_single_unjoined() -> Lab {
-    lab(1)
 }
 
 #[test]

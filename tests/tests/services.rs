@@ -47,6 +47,10 @@ fn replicated_service_runs_spreads_heals_and_goes_away() {
     })
     .unwrap();
     let h1 = lab.host(1);
+    let secret = images.join("token.txt");
+    std::fs::write(&secret, "t0ken\n").unwrap();
+    h1.docker(&["secret", "create", "token", &secret.to_string_lossy()])
+        .unwrap();
     h1.docker(&[
         "service",
         "create",
@@ -57,6 +61,8 @@ fn replicated_service_runs_spreads_heals_and_goes_away() {
         "3",
         "--restart-delay",
         "1s",
+        "--secret",
+        "token",
         "shoal-test/busybox:latest",
         "sleep",
         "600",
@@ -98,7 +104,17 @@ fn replicated_service_runs_spreads_heals_and_goes_away() {
         Ok((running_tasks(&lab, "sleeper").len() == 1).then_some(()))
     })
     .unwrap();
+    // A secret in use by a service cannot be removed; it can once the service is gone.
+    let err = h1
+        .docker(&["secret", "rm", "token"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("in use by the following service: sleeper"),
+        "{err}"
+    );
     h1.docker(&["service", "rm", "sleeper"]).unwrap();
+    h1.docker(&["secret", "rm", "token"]).unwrap();
     wait_for("no containers left", Duration::from_secs(60), || {
         let total: usize = lab
             .hosts

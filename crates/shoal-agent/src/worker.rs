@@ -269,23 +269,13 @@ impl Worker {
 
     fn deps_for(&self, task: &Task) -> (Vec<Secret>, Vec<Config>) {
         let deps = self.deps.lock().unwrap_or_else(|p| p.into_inner());
-        let spec = serde_json::to_value(&task.spec).unwrap_or_default();
-        let ids = |list: &str, field: &str| -> Vec<String> {
-            spec["ContainerSpec"][list]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|r| r[field].as_str().map(str::to_string))
-                .collect()
-        };
         (
-            ids("Secrets", "SecretID")
-                .iter()
+            task.spec
+                .secret_ids()
                 .filter_map(|id| deps.secrets.get(id).cloned())
                 .collect(),
-            ids("Configs", "ConfigID")
-                .iter()
+            task.spec
+                .config_ids()
                 .filter_map(|id| deps.configs.get(id).cloned())
                 .collect(),
         )

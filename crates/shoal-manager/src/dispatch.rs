@@ -26,16 +26,6 @@ pub struct NodeSet {
     pub configs: BTreeMap<String, Config>,
 }
 
-fn referenced_ids(task: &Task, list: &str, field: &str) -> Vec<String> {
-    serde_json::to_value(&task.spec)
-        .ok()
-        .and_then(|v| v["ContainerSpec"][list].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| r[field].as_str().map(str::to_string))
-        .collect()
-}
-
 /// A task belongs in a node's set from ASSIGNED on, while it still needs the agent: not yet
 /// finished, or finished but the manager wants it removed (the agent then deletes it).
 fn is_live(t: &Task) -> bool {
@@ -53,8 +43,8 @@ pub fn node_set(view: &StoreView, node_id: &str) -> NodeSet {
             continue;
         }
         if t.status.state <= TaskState::Running && t.desired_state <= TaskState::Running {
-            secret_ids.extend(referenced_ids(t, "Secrets", "SecretID"));
-            config_ids.extend(referenced_ids(t, "Configs", "ConfigID"));
+            secret_ids.extend(t.spec.secret_ids().map(str::to_string));
+            config_ids.extend(t.spec.config_ids().map(str::to_string));
         }
         set.tasks.insert(t.id.clone(), t.clone());
     }

@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
-fn is_revoked(manager: &Manager, node_id: &str) -> bool {
+/// A removed node: its certificate stays refused until it would have expired.
+pub fn is_revoked(manager: &Manager, node_id: &str) -> bool {
     manager
         .cluster()
         .is_some_and(|c| c.blacklisted_certificates.contains_key(node_id))

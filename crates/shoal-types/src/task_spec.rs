@@ -938,6 +938,20 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// IDs of the secrets the container uses.
+    pub fn secret_ids(&self) -> impl Iterator<Item = &str> {
+        self.container_spec
+            .iter()
+            .flat_map(|c| c.secrets.iter().map(|r| r.secret_id.as_str()))
+    }
+
+    /// IDs of the configs the container uses.
+    pub fn config_ids(&self) -> impl Iterator<Item = &str> {
+        self.container_spec
+            .iter()
+            .flat_map(|c| c.configs.iter().map(|r| r.config_id.as_str()))
+    }
+
     /// Fills what the API always reports: runtime "container", isolation "default".
     pub fn normalize(&mut self) {
         if self.runtime.is_empty() {

@@ -110,11 +110,7 @@ impl ActiveNode {
             let raft_guard = ca::RoleGuard::new(
                 &[Role::Manager],
                 move || cluster_id.clone(),
-                move |node_id| {
-                    revoked_view
-                        .cluster()
-                        .is_some_and(|c| c.blacklisted_certificates.contains_key(node_id))
-                },
+                move |node_id| shoal_manager::services::is_revoked(&revoked_view, node_id),
             );
             let router = tonic::transport::Server::builder()
                 .tls_config(tls)

@@ -14,8 +14,8 @@ pub trait NamedData: Clone + TryFrom<Object> + Into<Object> + shoal_types::Named
     const KIND: ObjectKind;
     /// The noun in messages and the field names services use to reference one.
     const NOUN: &'static str;
-    const REF_LIST: &'static str;
-    const REF_ID: &'static str;
+    /// Whether a service's tasks use the object with this ID.
+    fn used_by(spec: &shoal_types::TaskSpec, id: &str) -> bool;
     fn new(spec: Self::Spec) -> Result<Self, ApiError>;
     fn meta(&self) -> &Meta;
     fn name(&self) -> &str;
@@ -26,13 +26,14 @@ pub trait NamedData: Clone + TryFrom<Object> + Into<Object> + shoal_types::Named
 
 /// Secrets and configs share their shape (`ID`, meta, spec with annotations and data).
 macro_rules! named_data {
-    ($t:ident, $spec:ident, $kind:ident, $noun:literal, $list:literal, $id:literal) => {
+    ($t:ident, $spec:ident, $kind:ident, $noun:literal, $ids:ident) => {
         impl NamedData for $t {
             type Spec = $spec;
             const KIND: ObjectKind = ObjectKind::$kind;
             const NOUN: &'static str = $noun;
-            const REF_LIST: &'static str = $list;
-            const REF_ID: &'static str = $id;
+            fn used_by(spec: &shoal_types::TaskSpec, id: &str) -> bool {
+                spec.$ids().any(|used| used == id)
+            }
             fn new(spec: $spec) -> Result<Self, ApiError> {
                 spec.validate()?;
                 Ok($t {
@@ -59,8 +60,8 @@ macro_rules! named_data {
     };
 }
 
-named_data!(Secret, SecretSpec, Secret, "secret", "Secrets", "SecretID");
-named_data!(Config, ConfigSpec, Config, "config", "Configs", "ConfigID");
+named_data!(Secret, SecretSpec, Secret, "secret", secret_ids);
+named_data!(Config, ConfigSpec, Config, "config", config_ids);
 
 /// All objects of one kind in the view, typed.
 pub fn objects<T: TryFrom<Object>>(view: &StoreView, kind: ObjectKind) -> Vec<T> {
@@ -135,7 +136,11 @@ pub async fn update<T: NamedData>(
 
 pub async fn remove<T: NamedData>(m: &Manager, key: &str) -> Result<(), ApiError> {
     let current = inspect::<T>(m, key)?;
-    let users = services_referencing(&m.view(), T::REF_LIST, T::REF_ID, current.id());
+    let users: Vec<String> = objects::<Service>(&m.view(), ObjectKind::Service)
+        .into_iter()
+        .filter(|s| T::used_by(&s.spec.task_template, current.id()))
+        .map(|s| s.spec.annotations.name)
+        .collect();
     if !users.is_empty() {
         return Err(ApiError::invalid_argument(format!(
             "rpc error: code = InvalidArgument desc = {} '{}' is in use by the following service: {}",
@@ -151,20 +156,4 @@ pub async fn remove<T: NamedData>(m: &Manager, key: &str) -> Result<(), ApiError
     }])
     .await?;
     Ok(())
-}
-
-/// Names of the services whose container spec references `id` in `list` by `id_field`, read
-/// from the wire shape so it follows the API format exactly.
-fn services_referencing(view: &StoreView, list: &str, id_field: &str, id: &str) -> Vec<String> {
-    objects::<Service>(view, ObjectKind::Service)
-        .into_iter()
-        .filter(|s| {
-            serde_json::to_value(&s.spec).ok().is_some_and(|v| {
-                v["TaskTemplate"]["ContainerSpec"][list]
-                    .as_array()
-                    .is_some_and(|refs| refs.iter().any(|r| r[id_field] == id))
-            })
-        })
-        .map(|s| s.spec.annotations.name.clone())
-        .collect()
 }
