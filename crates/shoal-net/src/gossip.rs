@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::transport::UdpTransport;
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, spawn_chitchat};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -22,6 +23,7 @@ use crate::{Mac, NetError, Result};
 /// Default gossip port (Docker's).
 pub const GOSSIP_PORT: u16 = 7946;
 const KEY_PREFIX: &str = "ep/";
+const RECORD_PREFIX: &str = "sv/";
 
 /// One endpoint as published by its node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,6 +34,44 @@ pub struct Endpoint {
     pub mac: Mac,
     /// VTEP of the node hosting it.
     pub vtep: Ipv4Addr,
+}
+
+/// A port a service publishes through the ingress routing mesh.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MeshPort {
+    /// `tcp` or `udp`.
+    pub proto: String,
+    pub published: u16,
+    pub target: u16,
+}
+
+/// Service-discovery facts about one running task endpoint on one network. Published only
+/// while the task runs (and is healthy), withdrawn before it is stopped, so DNS answers and
+/// VIP/mesh backends are built from live records only.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// Network ID.
+    pub network: String,
+    /// The task's address on that network.
+    pub ip: Ipv4Addr,
+    pub service_id: String,
+    /// Names that resolve to the service (service name, stack short name, aliases).
+    pub names: Vec<String>,
+    /// Names that resolve to this task only (task/container names, hostname).
+    pub task_names: Vec<String>,
+    pub task_id: String,
+    /// The service's VIP on this network (None for dnsrr).
+    pub vip: Option<Ipv4Addr>,
+    /// Ports published through the routing mesh (only on the ingress network's record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mesh_ports: Vec<MeshPort>,
+}
+
+/// A service record and the node that published it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub record: ServiceRecord,
 }
 
 /// An endpoint seen on another node.
@@ -122,6 +162,20 @@ pub fn parse_endpoint(key: &str, value: &str) -> Option<Endpoint> {
     })
 }
 
+fn record_key(network: &str, ip: Ipv4Addr) -> String {
+    format!("{RECORD_PREFIX}{network}/{ip}")
+}
+
+/// Parse a published service record; None for other keys or garbage (never trusted: the key
+/// must agree with the record's network and address).
+pub fn parse_record(key: &str, value: &str) -> Option<ServiceRecord> {
+    let rest = key.strip_prefix(RECORD_PREFIX)?;
+    let (network, ip) = rest.rsplit_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let r: ServiceRecord = serde_json::from_str(value).ok()?;
+    (r.network == network && r.ip == ip && check_network(network).is_ok()).then_some(r)
+}
+
 /// The value stored for an endpoint.
 pub fn endpoint_value(ep: &Endpoint) -> String {
     format!("{},{}", ep.mac, ep.vtep)
@@ -202,6 +256,55 @@ impl Gossip {
             })
             .await;
         Ok(())
+    }
+
+    /// Publish (or replace) a service record for a local running task.
+    pub async fn publish_record(&self, r: &ServiceRecord) -> Result<()> {
+        check_network(&r.network)?;
+        let k = record_key(&r.network, r.ip);
+        let v = serde_json::to_string(r)
+            .map_err(|e| NetError::Invalid(format!("service record: {e}")))?;
+        self.handle
+            .with_chitchat(|c| c.self_node_state().set(k.clone(), v.clone()))
+            .await;
+        Ok(())
+    }
+
+    /// Withdraw a service record (drain: done before the task is stopped).
+    pub async fn withdraw_record(&self, network: &str, ip: Ipv4Addr) -> Result<()> {
+        check_network(network)?;
+        let k = record_key(network, ip);
+        self.handle
+            .with_chitchat(|c| {
+                if c.self_node_state().get(&k).is_some() {
+                    c.self_node_state().delete(&k);
+                }
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Service records of every live node, this one included, sorted.
+    pub async fn records(&self) -> Vec<NodeRecord> {
+        self.handle
+            .with_chitchat(|c| {
+                let mut out = Vec::new();
+                for id in c.live_nodes() {
+                    if let Some(st) = c.node_state(id) {
+                        for (k, v) in st.key_values() {
+                            if let Some(record) = parse_record(k, v) {
+                                out.push(NodeRecord {
+                                    node_id: id.node_id.to_string(),
+                                    record,
+                                });
+                            }
+                        }
+                    }
+                }
+                out.sort();
+                out
+            })
+            .await
     }
 
     /// Ids and addresses of the nodes currently considered alive (including this one).
@@ -341,5 +444,28 @@ mod tests {
             parse_endpoint("ep/net1/999.0.0.5", "02:42:0a:00:00:05,1.2.3.4"),
             None
         );
+    }
+
+    #[test]
+    fn records_round_trip_and_key_must_match() {
+        let r = ServiceRecord {
+            network: "net1".into(),
+            ip: Ipv4Addr::new(10, 0, 1, 5),
+            service_id: "s1".into(),
+            names: vec!["web".into()],
+            task_names: vec!["web.1.abc".into()],
+            task_id: "abc".into(),
+            vip: Some(Ipv4Addr::new(10, 0, 1, 2)),
+            mesh_ports: vec![],
+        };
+        let k = record_key(&r.network, r.ip);
+        assert_eq!(k, "sv/net1/10.0.1.5");
+        let v = serde_json::to_string(&r).unwrap();
+        assert_eq!(parse_record(&k, &v), Some(r.clone()));
+        // A record whose body disagrees with its key is ignored.
+        assert_eq!(parse_record("sv/net1/10.0.1.6", &v), None);
+        assert_eq!(parse_record("sv/net2/10.0.1.5", &v), None);
+        assert_eq!(parse_record(&k, "{not json"), None);
+        assert_eq!(parse_record("ep/net1/10.0.1.5", &v), None);
     }
 }

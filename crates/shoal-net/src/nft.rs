@@ -90,6 +90,15 @@ pub struct VipService {
     pub backends: Vec<Ipv4Addr>,
 }
 
+/// A virtual IP that answers on every port and protocol of its backends (Docker's VIP
+/// semantics: the service address stands for its tasks whatever port a client picks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipAll {
+    pub vip: Ipv4Addr,
+    /// Running, healthy tasks. Empty: everything to the VIP is refused (ICMP unreachable).
+    pub backends: Vec<Ipv4Addr>,
+}
+
 /// A port published through the routing mesh: every local address of the node answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressPort {
@@ -105,6 +114,7 @@ pub struct DesiredState {
     pub masquerade: Vec<Masquerade>,
     pub host_ports: Vec<HostPort>,
     pub vips: Vec<VipService>,
+    pub vips_all: Vec<VipAll>,
     pub ingress: Vec<IngressPort>,
     /// Masquerade connections from 127.0.0.0/8 that were DNATed to a container (so
     /// `curl localhost:<published>` works; needs `route_localnet` on the bridge).
@@ -185,7 +195,7 @@ fn meta(k: MetaKey) -> Expression<'static> {
 }
 
 /// `dnat to numgen random mod N map { 0: a, 1: b, … } : port` (or a plain address for N = 1).
-fn dnat_spread(backends: &[Ipv4Addr], port: u16) -> Statement<'static> {
+fn dnat_spread(backends: &[Ipv4Addr], port: Option<u16>) -> Statement<'static> {
     let addr = if backends.len() == 1 {
         s(backends[0].to_string())
     } else {
@@ -206,7 +216,7 @@ fn dnat_spread(backends: &[Ipv4Addr], port: u16) -> Statement<'static> {
     Statement::DNAT(Some(NAT {
         addr: Some(addr),
         family: None,
-        port: Some(Expression::Number(port as u32)),
+        port: port.map(|p| Expression::Number(p as u32)),
         flags: None,
     }))
 }
@@ -257,6 +267,12 @@ pub fn validate(st: &DesiredState) -> Result<()> {
         }
     }
     let mut vips = HashSet::new();
+    let mut all = HashSet::new();
+    for v in &st.vips_all {
+        if !all.insert(v.vip) {
+            return Err(NetError::Invalid(format!("VIP {} listed twice", v.vip)));
+        }
+    }
     for v in &st.vips {
         if v.port == 0 || v.target_port == 0 {
             return Err(NetError::Invalid(format!("VIP {}: port 0", v.vip)));
@@ -373,8 +389,29 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
             }
         } else {
             let mut e = matchv;
-            e.push(dnat_spread(&v.backends, v.target_port));
+            e.push(dnat_spread(&v.backends, Some(v.target_port)));
             rule("services", e, c);
+        }
+    }
+    for v in &st.vips_all {
+        let matchv = eq(field("ip", "daddr"), s(v.vip.to_string()));
+        let c = Some(format!("vip {} all ports", v.vip));
+        if v.backends.is_empty() {
+            for ch in ["filter-output", "filter-forward", "filter-input"] {
+                rule(
+                    ch,
+                    vec![
+                        matchv.clone(),
+                        Statement::Reject(Some(Reject::new(
+                            Some(RejectType::ICMP),
+                            Some(RejectCode::HostUnreach),
+                        ))),
+                    ],
+                    c.clone(),
+                );
+            }
+        } else {
+            rule("services", vec![matchv, dnat_spread(&v.backends, None)], c);
         }
     }
     for h in &st.host_ports {
@@ -383,7 +420,7 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
             e.push(eq(field("ip", "daddr"), s(ip.to_string())));
         }
         e.push(dport(h.proto, h.host_port));
-        e.push(dnat_spread(&[h.target], h.target_port));
+        e.push(dnat_spread(&[h.target], Some(h.target_port)));
         rule(
             "services",
             e,
@@ -418,7 +455,7 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
                         key: meta(MetaKey::Mark),
                         value: Expression::Number(INGRESS_MARK),
                     }),
-                    dnat_spread(&i.backends, i.target_port),
+                    dnat_spread(&i.backends, Some(i.target_port)),
                 ],
                 c,
             );
@@ -577,6 +614,33 @@ mod tests {
         );
         assert!(j.contains(r#""port":8080"#), "{j}");
         assert!(!j.contains("reject"));
+    }
+
+    #[test]
+    fn vip_all_ports_keeps_port() {
+        let st = DesiredState {
+            vips_all: vec![
+                VipAll {
+                    vip: Ipv4Addr::new(10, 0, 1, 2),
+                    backends: vec![Ipv4Addr::new(10, 0, 1, 5), Ipv4Addr::new(10, 0, 1, 6)],
+                },
+                VipAll {
+                    vip: Ipv4Addr::new(10, 0, 1, 3),
+                    backends: vec![],
+                },
+            ],
+            ..Default::default()
+        };
+        let j = json(&st);
+        assert!(j.contains(r#""numgen":{"mode":"random","mod":2}"#), "{j}");
+        // No port in the DNAT: the client's port is kept.
+        assert!(!j.contains(r#""port":"#), "{j}");
+        assert!(j.contains(r#""expr":"host-unreachable""#), "{j}");
+        let dup = DesiredState {
+            vips_all: vec![st.vips_all[0].clone(), st.vips_all[0].clone()],
+            ..Default::default()
+        };
+        assert!(build_ruleset("shoal-n1", &dup).is_err());
     }
 
     #[test]
