@@ -1,4 +1,5 @@
 //! shoal-agent: the worker side of every node (session with the managers; task runners later).
 
+pub mod logs;
 pub mod session;
 pub mod worker;

@@ -60,6 +60,10 @@ pub trait TaskExecutor: Send + Sync + 'static {
     /// The container already made for this task (after an agent restart), if any, and
     /// whether it is running.
     async fn existing(&self, task: &Task) -> Option<(String, bool)>;
+    /// Reads this node's task logs for `service logs`; None when the executor keeps none.
+    fn log_reader(&self) -> Option<Arc<dyn crate::logs::TaskLogReader>> {
+        None
+    }
 }
 
 #[derive(Default)]

@@ -4,6 +4,7 @@ pub mod ca;
 pub mod control;
 pub mod dispatch;
 pub mod liveness;
+pub mod logbroker;
 pub mod manager;
 pub mod nodes;
 pub mod orchestrator;

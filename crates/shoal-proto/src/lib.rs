@@ -14,3 +14,6 @@ pub mod control {
 pub mod dispatcher {
     tonic::include_proto!("shoal.dispatcher");
 }
+pub mod logs {
+    tonic::include_proto!("shoal.logs");
+}

@@ -36,6 +36,8 @@ pub struct ActiveNode {
     pub session: watch::Receiver<SessionState>,
     stop_tx: watch::Sender<bool>,
     grpc: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// The leader's log broker (`service logs`), on managers.
+    pub log_broker: Option<Arc<shoal_manager::logbroker::LogBroker>>,
 }
 
 pub fn raft_dir(cfg: &DaemonConfig) -> std::path::PathBuf {
@@ -67,6 +69,7 @@ impl ActiveNode {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut manager = None;
         let mut grpc = None;
+        let mut log_broker = None;
         if creds.role == Role::Manager {
             let mut raft_cfg = RaftConfig::new(
                 raft_id_for(&creds.node_id),
@@ -112,6 +115,9 @@ impl ActiveNode {
                 move || cluster_id.clone(),
                 move |node_id| shoal_manager::services::is_revoked(&revoked_view, node_id),
             );
+            let broker = shoal_manager::logbroker::LogBroker::new(m.clone(), channels.clone());
+            let (logs_rpc, log_broker_rpc) = broker.servers();
+            log_broker = Some(broker);
             let router = tonic::transport::Server::builder()
                 .tls_config(tls)
                 .context("TLS config of the cluster port")?
@@ -121,7 +127,9 @@ impl ActiveNode {
                 ))
                 .add_service(NodeCaService::new(Registrar::new(m.clone())).into_server())
                 .add_service(ControlService::server(m.clone()))
-                .add_service(DispatcherService::server(m.clone()));
+                .add_service(DispatcherService::server(m.clone()))
+                .add_service(logs_rpc)
+                .add_service(log_broker_rpc);
             let handle = tokio::spawn(async move {
                 if let Err(e) = router
                     .serve_with_incoming_shutdown(incoming, async {
@@ -166,6 +174,14 @@ impl ActiveNode {
             channels.clone(),
             stop_rx.clone(),
         );
+        if let Some(reader) = executor.log_reader() {
+            shoal_agent::logs::start(
+                reader,
+                channels.clone(),
+                session_rx.clone(),
+                stop_rx.clone(),
+            );
+        }
         Worker::start(executor.clone(), channels, session_rx.clone(), stop_rx);
         Ok(ActiveNode {
             local,
@@ -174,6 +190,7 @@ impl ActiveNode {
             session: session_rx,
             stop_tx,
             grpc,
+            log_broker,
         })
     }
 

@@ -345,9 +345,9 @@ impl shoal_api::Backend for DaemonBackend {
         Ok(())
     }
 
-    async fn service_logs(&self, id: &str, _opts: LogsOptions) -> BackendResult<Logs> {
-        self.service_inspect(id, false).await?;
-        Err(not_yet("service logs"))
+    async fn service_logs(&self, id: &str, opts: LogsOptions) -> BackendResult<Logs> {
+        let svc = self.service_inspect(id, false).await?;
+        super::logs::service_logs(&self.0, &svc.id, opts).await
     }
 
     async fn task_list(&self, filters: Filters) -> BackendResult<Vec<Task>> {
@@ -378,9 +378,9 @@ impl shoal_api::Backend for DaemonBackend {
         }
     }
 
-    async fn task_logs(&self, id: &str, _opts: LogsOptions) -> BackendResult<Logs> {
-        self.task_inspect(id).await?;
-        Err(not_yet("task logs"))
+    async fn task_logs(&self, id: &str, opts: LogsOptions) -> BackendResult<Logs> {
+        let task = self.task_inspect(id).await?;
+        super::logs::task_logs(&self.0, &task.id, opts).await
     }
 
     async fn secret_list(&self, filters: Filters) -> BackendResult<Vec<Secret>> {

@@ -261,6 +261,12 @@ impl TaskExecutor for ContainerExecutor {
         self.executor.remove(container).await.map_err(from_exec)
     }
 
+    fn log_reader(&self) -> Option<Arc<dyn shoal_agent::logs::TaskLogReader>> {
+        Some(Arc::new(super::logs::RuntimeLogReader(
+            self.executor.runtime().clone(),
+        )))
+    }
+
     async fn existing(&self, task: &Task) -> Option<(String, bool)> {
         self.executor
             .runtime()

@@ -9,6 +9,7 @@ pub mod describe;
 pub mod executor;
 pub mod images;
 pub mod local_state;
+mod logs;
 mod named_data;
 pub mod swarm;
 
