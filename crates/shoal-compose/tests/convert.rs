@@ -77,11 +77,11 @@ fn web_example_matches_what_stack_deploy_builds() {
     let web = service(&p, "web_web");
     assert_eq!(
         web["Labels"],
-        json!({"com.docker.stack.image": "127.0.0.1:5000/shoal-test/httpd:latest",
+        json!({"com.docker.stack.image": "shoal-test/httpd:latest",
                "com.docker.stack.namespace": "web"})
     );
     let c = &web["TaskTemplate"]["ContainerSpec"];
-    assert_eq!(c["Image"], "127.0.0.1:5000/shoal-test/httpd:latest");
+    assert_eq!(c["Image"], "shoal-test/httpd:latest");
     assert_eq!(c["Labels"], json!({"com.docker.stack.namespace": "web"}));
     // compose `command` is the container's Args; `entrypoint` would be Command.
     assert_eq!(c["Args"], json!(["httpd", "-f", "-p", "80", "-h", "/www"]));
