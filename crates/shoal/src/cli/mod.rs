@@ -13,6 +13,7 @@ mod node;
 mod secret;
 mod service;
 mod service_spec;
+mod stack;
 mod swarm;
 mod system;
 mod tasks;
@@ -28,6 +29,7 @@ pub use network::NetworkCommand;
 pub use node::NodeCommand;
 pub use secret::SecretCommand;
 pub use service::ServiceCommand;
+pub use stack::StackCommand;
 pub use swarm::SwarmCommand;
 pub use system::{InfoArgs, VersionArgs};
 
@@ -58,6 +60,9 @@ pub enum ClientCommand {
     /// Manage swarm configs
     #[command(subcommand)]
     Config(SecretCommand),
+    /// Manage swarm stacks
+    #[command(subcommand)]
+    Stack(StackCommand),
 }
 
 /// Why a command failed; decides how the error is printed.
@@ -117,6 +122,7 @@ pub async fn run_client(host: Option<String>, cmd: ClientCommand) -> i32 {
         ClientCommand::Network(c) => network::run(&client, c).await,
         ClientCommand::Secret(c) => secret::run(&client, secret::Kind::Secret, c).await,
         ClientCommand::Config(c) => secret::run(&client, secret::Kind::Config, c).await,
+        ClientCommand::Stack(c) => stack::run(&client, c).await,
     };
     match r {
         Ok(()) => 0,
