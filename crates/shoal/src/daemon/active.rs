@@ -38,6 +38,8 @@ pub struct ActiveNode {
     grpc: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     /// The leader's log broker (`service logs`), on managers.
     pub log_broker: Option<Arc<shoal_manager::logbroker::LogBroker>>,
+    /// The node data plane (gossip runs while the node is in the swarm).
+    netplane: Option<Arc<super::netplane::NetPlane>>,
 }
 
 pub fn raft_dir(cfg: &DaemonConfig) -> std::path::PathBuf {
@@ -174,6 +176,19 @@ impl ActiveNode {
             channels.clone(),
             stop_rx.clone(),
         );
+        // Gossip before the worker: restored tasks republish into it.
+        let netplane = super::netplane::for_data_root(&cfg.data_root);
+        if let Some(np) = &netplane {
+            let info = super::netplane::SwarmInfo {
+                node_id: creds.node_id.clone(),
+                cluster_id: creds.cluster_id.clone(),
+                advertise_addr: local.advertise_addr.clone(),
+                managers: managers_for_gossip(&local, creds.role == Role::Manager),
+            };
+            if let Err(e) = np.swarm_started(info).await {
+                tracing::error!("overlay networking is unavailable: {e:#}");
+            }
+        }
         if let Some(reader) = executor.log_reader() {
             shoal_agent::logs::start(
                 reader,
@@ -184,6 +199,7 @@ impl ActiveNode {
         }
         Worker::start(executor.clone(), channels, session_rx.clone(), stop_rx);
         Ok(ActiveNode {
+            netplane,
             local,
             creds,
             manager,
@@ -196,6 +212,9 @@ impl ActiveNode {
 
     pub async fn stop(mut self) {
         let _ = self.stop_tx.send(true);
+        if let Some(np) = self.netplane.take() {
+            np.swarm_stopped().await;
+        }
         if let Some(m) = &self.manager {
             m.store.shutdown().await;
         }
@@ -216,6 +235,15 @@ impl ActiveNode {
     pub fn is_manager(&self) -> bool {
         self.creds.role == Role::Manager
     }
+}
+
+/// Gossip seeds: the managers we know, ourselves included when we are one.
+fn managers_for_gossip(local: &LocalSwarmState, is_manager: bool) -> Vec<String> {
+    let mut m = local.managers.clone();
+    if is_manager && !m.contains(&local.advertise_addr) {
+        m.push(local.advertise_addr.clone());
+    }
+    m
 }
 
 /// Only the variant matters when deciding raft options; avoids borrowing `via`.

@@ -3,21 +3,28 @@
 //! `<service>.<node>.<task>`) and labelled like Docker's (`com.docker.swarm.*`).
 
 use super::images::{Images, api_error};
+use super::netplane::{self, NetPlane, PrepareError};
 use async_trait::async_trait;
 use shoal_agent::worker::{ExecError, Exit, TaskExecutor};
 use shoal_runtime::container::{
-    ContainerConfig, Executor, ExecutorError, MountKind, MountSpec, Resources, SecretFile,
-    health_from_wire,
+    ContainerConfig, Executor, ExecutorError, MountKind, MountSpec, NetworkMode, Resources,
+    SecretFile, health_from_wire,
 };
 use shoal_runtime::image::{Reference, registry::no_progress};
 use shoal_types::task_spec::MountType;
 use shoal_types::{Config, Secret, Task};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct ContainerExecutor {
     pub images: Arc<Images>,
     pub executor: Executor,
+    /// The node data plane; None when it could not be opened (tasks on networks then fail
+    /// with that reason, tasks without networks run as before).
+    pub netplane: Option<Arc<NetPlane>>,
+    netplane_error: String,
 }
 
 fn fatal(e: impl std::fmt::Display) -> ExecError {
@@ -36,15 +43,44 @@ fn parse_id(s: &str) -> u32 {
 }
 
 fn container_name(task: &Task) -> String {
-    let service = &task.service_annotations.name;
-    if task.slot > 0 {
-        format!("{service}.{}.{}", task.slot, task.id)
-    } else {
-        format!("{service}.{}.{}", task.node_id, task.id)
-    }
+    netplane::plan::container_name(task)
 }
 
 impl ContainerExecutor {
+    /// The executor of the daemon at `data_root`, with its data plane (which removes network
+    /// namespaces left by tasks whose containers are gone).
+    pub fn new(images: Arc<Images>, executor: Executor, data_root: &Path) -> ContainerExecutor {
+        let live: BTreeSet<String> = executor
+            .runtime()
+            .list(true)
+            .into_iter()
+            .filter_map(|c| c.labels.get("com.docker.swarm.task.id").cloned())
+            .collect();
+        let (netplane, netplane_error) = match NetPlane::open(data_root, &live) {
+            Ok(n) => (Some(n), String::new()),
+            Err(e) => {
+                tracing::error!("the node data plane is unavailable: {e:#}");
+                (None, format!("{e:#}"))
+            }
+        };
+        ContainerExecutor {
+            images,
+            executor,
+            netplane,
+            netplane_error,
+        }
+    }
+
+    fn plane(&self) -> Result<&Arc<NetPlane>, ExecError> {
+        self.netplane.as_ref().ok_or_else(|| ExecError {
+            fatal: false,
+            message: format!(
+                "the node data plane is unavailable: {}",
+                self.netplane_error
+            ),
+        })
+    }
+
     async fn ensure_image(&self, image: &str) -> Result<(), ExecError> {
         if self.images.store.get(image).is_ok() {
             return Ok(());
@@ -230,16 +266,45 @@ impl TaskExecutor for ContainerExecutor {
             .map(|c| c.image.clone())
             .ok_or_else(|| ExecError::fatal("task has no container spec"))?;
         self.ensure_image(&image).await?;
-        let cfg = self.config(task, secrets, configs)?;
-        self.executor.prepare(cfg).await.map_err(from_exec)
+        let mut cfg = self.config(task, secrets, configs)?;
+        if task.networks_attachments.is_empty() {
+            return self.executor.prepare(cfg).await.map_err(from_exec);
+        }
+        let plane = self.plane()?;
+        let net = plane.prepare_task(task).await.map_err(|e| ExecError {
+            fatal: matches!(e, PrepareError::Invalid(_)),
+            message: e.to_string(),
+        })?;
+        cfg.network = NetworkMode::Netns(net.netns_path);
+        cfg.resolv_conf = Some(net.resolv_conf);
+        match self.executor.prepare(cfg).await {
+            Ok(id) => {
+                plane.bind_container(&task.id, &id).await;
+                Ok(id)
+            }
+            Err(e) => {
+                plane.release_task(&task.id).await;
+                Err(from_exec(e))
+            }
+        }
     }
 
     async fn start(&self, container: &str) -> Result<(), ExecError> {
-        self.executor.start(container).await.map_err(from_exec)
+        self.executor.start(container).await.map_err(from_exec)?;
+        // Running (and healthy, when it has a healthcheck): now peers may send it traffic.
+        if let Some(p) = &self.netplane {
+            p.container_running(container).await;
+        }
+        Ok(())
     }
 
     async fn wait(&self, container: &str) -> Result<Exit, ExecError> {
-        let exit = self.executor.wait(container).await.map_err(from_exec)?;
+        let exit = self.executor.wait(container).await;
+        // Dead or unwaitable: no longer a backend anywhere.
+        if let Some(p) = &self.netplane {
+            p.container_stopping(container).await;
+        }
+        let exit = exit.map_err(from_exec)?;
         Ok(Exit {
             code: exit.exit_code,
             error: if exit.oom_killed {
@@ -251,6 +316,13 @@ impl TaskExecutor for ContainerExecutor {
     }
 
     async fn shutdown(&self, container: &str, grace: Duration) -> Result<(), ExecError> {
+        // Drain: withdraw the task from DNS, VIPs and the mesh everywhere, give gossip time to
+        // carry that, then stop the container.
+        if let Some(p) = &self.netplane
+            && p.container_stopping(container).await
+        {
+            tokio::time::sleep(netplane::DRAIN).await;
+        }
         self.executor
             .shutdown(container, grace)
             .await
@@ -258,7 +330,11 @@ impl TaskExecutor for ContainerExecutor {
     }
 
     async fn remove(&self, container: &str) -> Result<(), ExecError> {
-        self.executor.remove(container).await.map_err(from_exec)
+        let res = self.executor.remove(container).await.map_err(from_exec);
+        if let Some(p) = &self.netplane {
+            p.release_container(container).await;
+        }
+        res
     }
 
     fn log_reader(&self) -> Option<Arc<dyn shoal_agent::logs::TaskLogReader>> {
@@ -268,7 +344,8 @@ impl TaskExecutor for ContainerExecutor {
     }
 
     async fn existing(&self, task: &Task) -> Option<(String, bool)> {
-        self.executor
+        let found = self
+            .executor
             .runtime()
             .list(true)
             .into_iter()
@@ -276,6 +353,14 @@ impl TaskExecutor for ContainerExecutor {
             .map(|c| {
                 let running = serde_json::to_value(c.state).is_ok_and(|v| v == "running");
                 (c.id, running)
-            })
+            });
+        if let Some((id, running)) = &found
+            && !task.networks_attachments.is_empty()
+            && let Some(p) = &self.netplane
+            && let Err(e) = p.restore(task, id, *running).await
+        {
+            tracing::warn!(task = %task.id, "restoring the task's network: {e:#}");
+        }
+        found
     }
 }

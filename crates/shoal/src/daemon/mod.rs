@@ -11,6 +11,7 @@ pub mod images;
 pub mod local_state;
 mod logs;
 mod named_data;
+pub mod netplane;
 pub mod swarm;
 
 use anyhow::{Context, Result};
@@ -100,10 +101,11 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
     )?);
     let runtime = open_runtime(&cfg).await?;
     let task_executor: Arc<dyn shoal_agent::worker::TaskExecutor> =
-        Arc::new(executor::ContainerExecutor {
-            images: images.clone(),
-            executor: shoal_runtime::container::Executor::new(runtime.clone()),
-        });
+        Arc::new(executor::ContainerExecutor::new(
+            images.clone(),
+            shoal_runtime::container::Executor::new(runtime.clone()),
+            &cfg.data_root,
+        ));
     let daemon = Arc::new(Daemon {
         images,
         runtime,

@@ -1,0 +1,100 @@
+//! The loop that follows gossip: remote endpoints → FDB/neighbour entries of each overlay;
+//! service records → the DNS table, each container's VIP table and the node's mesh table.
+//! It recomputes from full snapshots (not events), so a missed change is fixed on the next
+//! round and a restarted daemon converges the same way.
+
+use super::{LB_TABLE, MESH_TABLE, NetPlane, apply_table, plan};
+use shoal_net::gossip::NodeRecord;
+use std::sync::Weak;
+use std::time::Duration;
+
+/// Well under the ~1 s budget for DNS/VIP changes, cheap when nothing changed.
+const PERIOD: Duration = Duration::from_millis(250);
+
+pub(super) async fn run(np: Weak<NetPlane>) {
+    let mut last: Option<Vec<NodeRecord>> = None;
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(np) = np.upgrade() else { return };
+        np.sync_once(&mut last).await;
+    }
+}
+
+impl NetPlane {
+    async fn sync_once(&self, last: &mut Option<Vec<NodeRecord>>) {
+        let mut st = self.state.lock().await;
+        let Some(sw) = st.swarm.as_ref() else { return };
+        let gossip = sw.gossip.clone();
+        let vtep = sw.vtep;
+        let records = gossip.records().await;
+        let remotes = gossip.remote_endpoints().await;
+
+        // Remote endpoints per overlay, skipping our own VTEP (local ones sit on the bridge).
+        let ids: Vec<String> = st.overlays.keys().cloned().collect();
+        for id in ids {
+            let mut want: Vec<_> = remotes
+                .iter()
+                .filter(|r| r.endpoint.network == id && r.endpoint.vtep != vtep)
+                .map(|r| (r.endpoint.ip, r.endpoint.mac, r.endpoint.vtep))
+                .collect();
+            want.sort();
+            want.dedup_by_key(|x| x.0);
+            if st.applied_remotes.get(&id) == Some(&want) {
+                continue;
+            }
+            let Some(e) = st.overlays.get(&id) else {
+                continue;
+            };
+            match e.overlay.reconcile(&want).await {
+                Ok(()) => {
+                    st.applied_remotes.insert(id, want);
+                }
+                Err(err) => tracing::warn!(network = %id, "programming remote endpoints: {err}"),
+            }
+        }
+
+        let changed = last.as_ref() != Some(&records);
+        if !changed && !st.dirty {
+            return;
+        }
+        st.dirty = false;
+        self.dns_table.swap(plan::dns_table(&records));
+
+        let tasks: Vec<(String, std::path::PathBuf, Vec<String>)> = st
+            .tasks
+            .values()
+            .map(|t| (t.task.id.clone(), t.netns_path(), t.scopes()))
+            .collect();
+        for (id, path, scopes) in tasks {
+            let want = plan::container_lb(&records, &scopes);
+            if st.applied_lb.get(&id) == Some(&want) {
+                continue;
+            }
+            match apply_table(Some(path), LB_TABLE, &want).await {
+                Ok(()) => {
+                    st.applied_lb.insert(id, want);
+                }
+                Err(e) => {
+                    tracing::warn!(task = %id, "VIP table: {e:#}");
+                    st.dirty = true;
+                }
+            }
+        }
+
+        if let Some(ing) = &st.ingress {
+            let want = plan::mesh_state(&records, &ing.plan.network_id);
+            if st.applied_mesh.as_ref() != Some(&want) {
+                match apply_table(Some(self.host_netns.clone()), MESH_TABLE, &want).await {
+                    Ok(()) => st.applied_mesh = Some(want),
+                    Err(e) => {
+                        tracing::warn!("mesh table: {e:#}");
+                        st.dirty = true;
+                    }
+                }
+            }
+        }
+        *last = Some(records);
+    }
+}
