@@ -1,0 +1,387 @@
+//! Stacks on the lab: `shoal stack deploy` of examples/stacks/web runs every service with its
+//! secret and config inside the containers; a redeploy of an edited file changes only the
+//! edited service; `--prune`; bad files change nothing; `stack rm` removes exactly what the
+//! stack made; the stock `docker stack` commands work against Shoal too.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use shoal_e2e::{Host, Lab, LabOptions, test_images, wait_for};
+
+const NS_LABEL: &str = "com.docker.stack.namespace";
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn filtered(h: &Host, what: &str, key: &str, value: &str) -> Vec<Value> {
+    let f = serde_json::json!({ key: { value: true } }).to_string();
+    h.api_get(&format!("/v1.47/{what}?filters={}", enc(&f)))
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn stack_objects(h: &Host, what: &str, stack: &str) -> Vec<Value> {
+    filtered(h, what, "label", &format!("{NS_LABEL}={stack}"))
+}
+
+/// name → (ID, version) of a stack's services, secrets, configs and networks.
+fn snapshot(h: &Host, stack: &str) -> BTreeMap<String, (String, u64)> {
+    let mut out = BTreeMap::new();
+    for what in ["services", "secrets", "configs", "networks"] {
+        for o in stack_objects(h, what, stack) {
+            let name = o["Spec"]["Name"]
+                .as_str()
+                .or(o["Name"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let id = o["ID"].as_str().or(o["Id"].as_str()).unwrap_or_default();
+            let version = o["Version"]["Index"].as_u64().unwrap_or(0);
+            out.insert(format!("{what}/{name}"), (id.to_string(), version));
+        }
+    }
+    out
+}
+
+fn running_tasks(h: &Host, service: &str) -> Vec<Value> {
+    filtered(h, "tasks", "service", service)
+        .into_iter()
+        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+        .collect()
+}
+
+fn task_ids(ts: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = ts
+        .iter()
+        .map(|t| t["ID"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn wait_running(h: &Host, service: &str, n: usize) -> Vec<Value> {
+    wait_for(
+        &format!("{n} running tasks of {service}"),
+        Duration::from_secs(90),
+        || {
+            let t = running_tasks(h, service);
+            Ok((t.len() == n).then_some(t))
+        },
+    )
+    .unwrap()
+}
+
+/// The root directory of a task's container as the host sees it (`/proc/<pid>/root`).
+fn container_root(lab: &Lab, task: &Value) -> PathBuf {
+    let cid = task["Status"]["ContainerStatus"]["ContainerID"]
+        .as_str()
+        .unwrap_or_default();
+    let pid = lab
+        .hosts
+        .iter()
+        .find_map(|h| {
+            let info = h.api_get(&format!("/v1.47/containers/{cid}/json")).ok()?;
+            info["State"]["Pid"].as_i64().filter(|p| *p > 0)
+        })
+        .unwrap_or_else(|| panic!("no running container {cid}"));
+    PathBuf::from(format!("/proc/{pid}/root"))
+}
+
+fn file_mode(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Copies examples/stacks/web into a scratch directory (the test edits its copy).
+fn copy_web_example(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stacks/web");
+    for f in ["stack.yml", "index.html", "api_token.txt"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    dir.join("stack.yml")
+}
+
+fn deploy(h: &Host, file: &Path, stack: &str, extra: &[&str]) -> std::process::Output {
+    let f = file.to_string_lossy().to_string();
+    let mut args = vec!["stack", "deploy", "-c", f.as_str()];
+    args.extend_from_slice(extra);
+    args.push(stack);
+    h.shoal_output(&args).unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn refused(out: std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn lab_with_images(hosts: usize) -> Lab {
+    let images = test_images().unwrap();
+    let lab = Lab::new(LabOptions {
+        hosts,
+        daemon_args: Vec::new(),
+    })
+    .unwrap();
+    lab.form_cluster(1).unwrap();
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])
+            .unwrap();
+    }
+    wait_for("ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == hosts).then_some(()))
+    })
+    .unwrap();
+    lab
+}
+
+#[test]
+fn web_stack_deploy_redeploy_prune_and_rm() {
+    let lab = lab_with_images(3);
+    let h = lab.host(1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_web_example(dir.path());
+
+    // Objects outside the stack that `stack rm` must leave alone.
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, "outside\n").unwrap();
+    h.shoal(&["secret", "create", "outsider", &outside.to_string_lossy()])
+        .unwrap();
+    h.shoal(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "outsider",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])
+    .unwrap();
+
+    let out = ok(deploy(h, &file, "web", &[]));
+    for line in [
+        "Creating network web_default",
+        "Creating secret web_api_token",
+        "Creating config web_index_html",
+        "Creating service web_web",
+        "Creating service web_client",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+    let web = wait_running(h, "web_web", 2);
+    let client = wait_running(h, "web_client", 1);
+
+    // Labels as docker's stack deploy sets them.
+    let svc = h.api_get("/v1.47/services/web_web").unwrap();
+    assert_eq!(svc["Spec"]["Labels"][NS_LABEL], "web");
+    assert_eq!(
+        svc["Spec"]["Labels"]["com.docker.stack.image"],
+        "shoal-test/httpd:latest"
+    );
+
+    // The secret and the config are files in the containers, with their content and mode.
+    let root = container_root(&lab, &web[0]);
+    let secret = root.join("run/secrets/api_token");
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "example-token-not-a-real-secret\n"
+    );
+    assert_eq!(file_mode(&secret), 0o400);
+    let page = root.join("www/index.html");
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .contains("hello from shoal")
+    );
+    assert_eq!(file_mode(&page), 0o444);
+
+    // ls / services / ps.
+    let ls = h.shoal(&["stack", "ls"]).unwrap();
+    assert!(
+        ls.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["web", "2"]),
+        "{ls}"
+    );
+    let services = h.shoal(&["stack", "services", "web"]).unwrap();
+    assert!(
+        services.contains("web_web") && services.contains("web_client"),
+        "{services}"
+    );
+    assert!(!services.contains("outsider"), "{services}");
+    let ps = h.shoal(&["stack", "ps", "--no-trunc", "web"]).unwrap();
+    assert_eq!(ps.matches("Running").count(), 6, "{ps}");
+    for t in web.iter().chain(&client) {
+        assert!(ps.contains(t["ID"].as_str().unwrap()), "{ps}");
+    }
+    let ps_q = h
+        .shoal(&["stack", "ps", "-q", "-f", "desired-state=running", "web"])
+        .unwrap();
+    assert_eq!(ps_q.lines().count(), 3, "{ps_q}");
+
+    // Redeploy unchanged: nothing is updated.
+    let before = snapshot(h, "web");
+    let out = ok(deploy(h, &file, "web", &[]));
+    assert!(!out.contains("Updating service"), "{out}");
+    assert!(out.contains("Service web_web is up to date"), "{out}");
+    let after = snapshot(h, "web");
+    for (k, v) in &before {
+        if k.starts_with("services/") {
+            assert_eq!(
+                after.get(k),
+                Some(v),
+                "{k} changed on an unchanged redeploy"
+            );
+        }
+    }
+
+    // Redeploy an edited file: only the client changes.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("sleep 2;", "sleep 3;")).unwrap();
+    let out = ok(deploy(h, &file, "web", &[]));
+    assert!(out.contains("Updating service web_client"), "{out}");
+    assert!(!out.contains("Updating service web_web"), "{out}");
+    wait_for(
+        "the client's task replaced",
+        Duration::from_secs(90),
+        || {
+            let t = running_tasks(h, "web_client");
+            Ok((t.len() == 1 && task_ids(&t) != task_ids(&client)).then_some(()))
+        },
+    )
+    .unwrap();
+    assert_eq!(task_ids(&running_tasks(h, "web_web")), task_ids(&web));
+    let now = snapshot(h, "web");
+    assert_eq!(now.get("services/web_web"), before.get("services/web_web"));
+
+    // Bad files change nothing, in this stack or a new one.
+    let snap = snapshot(h, "web");
+    let bad = dir.path().join("bad.yml");
+    let cases: [(&str, &str); 4] = [
+        (
+            "services:\n  web:\n    image: [unclosed\n",
+            "bad.yml:4:1: did not find expected",
+        ),
+        (
+            "services:\n  web:\n    image: shoal-test/busybox:latest\n    bogus: 1\n",
+            "services.web.bogus",
+        ),
+        (
+            "services:\n  web:\n    image: shoal-test/busybox:${STACK_TEST_UNSET_VAR:?set STACK_TEST_UNSET_VAR first}\n",
+            "set STACK_TEST_UNSET_VAR first",
+        ),
+        (
+            "services:\n  web:\n    image: shoal-test/busybox:latest\n    secrets: [missing]\nsecrets:\n  missing:\n    external: true\n",
+            "secret \"missing\" is declared as external, but could not be found",
+        ),
+    ];
+    for (text, expect) in cases {
+        std::fs::write(&bad, text).unwrap();
+        for stack in ["web", "fresh"] {
+            let err = refused(deploy(h, &bad, stack, &[]));
+            assert!(err.contains(expect), "{text}\n→ {err}");
+        }
+        assert_eq!(snapshot(h, "web"), snap, "a bad file changed the stack");
+        assert!(snapshot(h, "fresh").is_empty());
+    }
+
+    // --prune: the client is no longer in the file.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let start = text.find("  client:").unwrap();
+    let end = text.find("\nconfigs:").unwrap();
+    let pruned = format!("{}{}", &text[..start], &text[end + 1..]);
+    std::fs::write(&file, pruned).unwrap();
+    let out = ok(deploy(h, &file, "web", &[]));
+    assert!(!out.contains("Removing service"), "{out}");
+    assert!(h.api_get("/v1.47/services/web_client").unwrap()["ID"].is_string());
+    let out = ok(deploy(h, &file, "web", &["--prune"]));
+    assert!(out.contains("Removing service web_client"), "{out}");
+    assert!(!out.contains("Updating service web_web"), "{out}");
+    assert_eq!(stack_objects(h, "services", "web").len(), 1);
+    assert_eq!(task_ids(&running_tasks(h, "web_web")), task_ids(&web));
+
+    // rm: exactly the stack's objects go.
+    let out = h.shoal(&["stack", "rm", "web"]).unwrap();
+    for line in [
+        "Removing service web_web",
+        "Removing secret web_api_token",
+        "Removing config web_index_html",
+        "Removing network web_default",
+    ] {
+        assert!(out.contains(line), "{out}");
+    }
+    wait_for("the stack gone", Duration::from_secs(60), || {
+        Ok(snapshot(h, "web").is_empty().then_some(()))
+    })
+    .unwrap();
+    assert!(h.api_get("/v1.47/secrets/outsider").unwrap()["ID"].is_string());
+    assert_eq!(running_tasks(h, "outsider").len(), 1);
+    let err = h.shoal_output(&["stack", "rm", "web"]).unwrap();
+    assert!(String::from_utf8_lossy(&err.stderr).contains("Nothing found in stack: web"));
+}
+
+#[test]
+fn stock_docker_stack_commands_work_against_shoal() {
+    let lab = lab_with_images(2);
+    let h = lab.host(1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = copy_web_example(dir.path());
+    let f = file.to_string_lossy().to_string();
+
+    h.docker(&["stack", "deploy", "-c", &f, "dock"]).unwrap();
+    wait_running(h, "dock_web", 2);
+    wait_running(h, "dock_client", 1);
+    let ls = h.docker(&["stack", "ls"]).unwrap();
+    assert!(
+        ls.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["dock", "2"]),
+        "{ls}"
+    );
+    let services = h.docker(&["stack", "services", "dock"]).unwrap();
+    assert!(
+        services.contains("dock_web") && services.contains("2/2"),
+        "{services}"
+    );
+    let ps = h.docker(&["stack", "ps", "dock"]).unwrap();
+    assert_eq!(ps.matches("Running").count(), 6, "{ps}");
+    // Shoal's own commands see docker's stack the same way.
+    let shoal_ls = h.shoal(&["stack", "ls"]).unwrap();
+    assert!(shoal_ls.contains("dock"), "{shoal_ls}");
+    // A shoal redeploy of the same file finds nothing to change.
+    let out = ok(deploy(h, &file, "dock", &[]));
+    assert!(!out.contains("Updating service"), "{out}");
+    // And docker's redeploy is accepted by the daemon.
+    h.docker(&["stack", "deploy", "-c", &f, "dock"]).unwrap();
+
+    let rm = h.docker(&["stack", "rm", "dock"]).unwrap();
+    assert!(rm.contains("Removing service dock_web"), "{rm}");
+    wait_for("docker's stack gone", Duration::from_secs(60), || {
+        Ok(snapshot(h, "dock").is_empty().then_some(()))
+    })
+    .unwrap();
+}
