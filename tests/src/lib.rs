@@ -568,6 +568,9 @@ impl Drop for Lab {
             h.kill9();
         }
         remove_leftovers(self.dir.path(), &format!("shl{}-", self.id));
+        for h in &self.hosts {
+            remove_netplane_namespaces(&h.data_root());
+        }
         if std::env::var_os("SHOAL_LAB_KEEP_LOGS").is_some() {
             for h in &self.hosts {
                 eprintln!("--- {} daemon log ---\n{}", h.name, h.log_tail(200));
@@ -577,6 +580,39 @@ impl Drop for Lab {
             let _ = run("ip", &["netns", "del", &h.netns]);
         }
         let _ = run("ip", &["netns", "del", &self.switch_ns]);
+    }
+}
+
+/// The netns name prefix the daemon with data root `data_root` uses for its task and overlay
+/// namespaces (must match `shoal::daemon::netplane::prefix_for`: FNV-1a of the path bytes).
+pub fn netplane_prefix(data_root: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data_root.as_os_str().as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("shn{:06x}-", h & 0xff_ffff)
+}
+
+/// Names under /run/netns made by the daemon with data root `data_root`.
+pub fn netplane_namespaces(data_root: &Path) -> Vec<String> {
+    let prefix = netplane_prefix(data_root);
+    let mut out: Vec<String> = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Task and overlay namespaces outlive a killed daemon (as its containers do): remove them.
+pub fn remove_netplane_namespaces(data_root: &Path) {
+    for n in netplane_namespaces(data_root) {
+        let _ = run("ip", &["netns", "del", &n]);
     }
 }
 

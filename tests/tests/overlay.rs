@@ -1,0 +1,366 @@
+//! Overlay networking on a 3-node lab with real containers: services on one overlay talk across
+//! nodes by service name, `tasks.<svc>` lists the task addresses, the VIP spreads over tasks on
+//! two nodes, a published port answers on a node running none of the tasks, scaling down drops
+//! the task from DNS and the VIP within seconds, and removing everything leaves no namespaces.
+
+use anyhow::{Result, anyhow, bail};
+use shoal_e2e::{Lab, LabOptions, in_ns, netplane_namespaces, run, test_images, wait_for};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// What the httpd test image serves on `/`.
+const MARKER: &str = "shoal-test-httpd-ok";
+
+#[derive(Debug, Clone)]
+struct RunningTask {
+    id: String,
+    node_id: String,
+    container: String,
+    /// Address on the network with this name prefix of its ID (CIDR stripped).
+    addrs: Vec<(String, String)>,
+}
+
+fn running_tasks(lab: &Lab, service: &str) -> Vec<RunningTask> {
+    let tasks = lab
+        .host(1)
+        .api_get(&format!(
+            "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
+        ))
+        .unwrap_or_default();
+    tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+        .map(|t| RunningTask {
+            id: t["ID"].as_str().unwrap_or("").to_string(),
+            node_id: t["NodeID"].as_str().unwrap_or("").to_string(),
+            container: t["Status"]["ContainerStatus"]["ContainerID"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            addrs: t["NetworksAttachments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|a| {
+                    let net = a["Network"]["ID"].as_str().unwrap_or("").to_string();
+                    a["Addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .map(|x| (net.clone(), x.split('/').next().unwrap_or("").to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Lab host index (1-based) of a node ID.
+fn host_of(lab: &Lab, node_id: &str) -> Result<usize> {
+    let nodes = lab.host(1).api_get("/v1.47/nodes")?;
+    let name = nodes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["ID"] == node_id)
+        .and_then(|n| n["Description"]["Hostname"].as_str())
+        .ok_or_else(|| anyhow!("node {node_id} not listed"))?;
+    name.strip_prefix("node")
+        .and_then(|i| i.parse().ok())
+        .ok_or_else(|| anyhow!("unexpected hostname {name}"))
+}
+
+/// Run a busybox applet inside a running container (its network and mount namespaces, its
+/// root), e.g. `wget` with the container's own resolv.conf.
+fn in_container(lab: &Lab, container: &str, args: &[&str]) -> Result<String> {
+    let pid = lab
+        .hosts
+        .iter()
+        .find_map(|h| {
+            let info = h
+                .api_get(&format!("/v1.47/containers/{container}/json"))
+                .ok()?;
+            info["State"]["Pid"].as_i64().filter(|p| *p > 0)
+        })
+        .ok_or_else(|| anyhow!("no running container {container}"))?;
+    let pid = pid.to_string();
+    let mut a = vec!["-t", &pid, "-n", "-m", "-r", "-w", "--", "/bin/busybox"];
+    a.extend_from_slice(args);
+    run("nsenter", &a)
+}
+
+fn nslookup(lab: &Lab, container: &str, name: &str) -> Result<BTreeSet<String>> {
+    let out = in_container(lab, container, &["nslookup", name, "127.0.0.11"])?;
+    // The answer section follows the "Name:" line; the server's own address comes before.
+    let answers = out
+        .split_once("Name:")
+        .map(|(_, a)| a)
+        .ok_or_else(|| anyhow!("no answer for {name}: {out}"))?;
+    Ok(answers
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Address:"))
+        .map(|a| a.trim().trim_start_matches("1 ").to_string())
+        .collect())
+}
+
+fn front_ips(tasks: &[RunningTask], net: &str) -> BTreeSet<String> {
+    tasks
+        .iter()
+        .flat_map(|t| {
+            t.addrs
+                .iter()
+                .filter(|(n, _)| n == net)
+                .map(|(_, a)| a.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
+    let images = test_images().unwrap();
+    let lab = Lab::new(LabOptions {
+        hosts: 3,
+        daemon_args: Vec::new(),
+    })
+    .unwrap();
+    lab.form_cluster(1).unwrap();
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])
+            .unwrap();
+    }
+    wait_for("3 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 3).then_some(()))
+    })
+    .unwrap();
+    let h1 = lab.host(1);
+    let net = h1
+        .docker(&["network", "create", "-d", "overlay", "front"])
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!net.is_empty(), "network create printed no ID");
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--network",
+        "front",
+        "-p",
+        "8080:80",
+        "shoal-test/httpd:latest",
+        "sh",
+        "-c",
+        "hostname > /www/host; exec httpd -f -p 80 -h /www",
+    ])
+    .unwrap();
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "front",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])
+    .unwrap();
+    let web = wait_for("2 running web tasks", Duration::from_secs(60), || {
+        let t = running_tasks(&lab, "web");
+        Ok((t.len() == 2).then_some(t))
+    })
+    .unwrap();
+    let client = wait_for("a running client task", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "client").pop())
+    })
+    .unwrap();
+    let web_nodes: BTreeSet<usize> = web
+        .iter()
+        .map(|t| host_of(&lab, &t.node_id).unwrap())
+        .collect();
+    assert_eq!(web_nodes.len(), 2, "web replicas not spread: {web:?}");
+    let ips = front_ips(&web, &net);
+    assert_eq!(ips.len(), 2, "web tasks' addresses on front: {web:?}");
+
+    // By service name (VIP) across nodes, from inside the client container.
+    let c = client.container.clone();
+    let page = wait_for(
+        "client reaches web by name",
+        Duration::from_secs(30),
+        || {
+            let out = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/"])?;
+            Ok(out.contains(MARKER).then_some(out))
+        },
+    )
+    .unwrap();
+    assert!(page.contains(MARKER));
+
+    // tasks.<svc> lists the task addresses; <svc> is one VIP.
+    let listed = wait_for("tasks.web lists both", Duration::from_secs(10), || {
+        let got = nslookup(&lab, &c, "tasks.web")?;
+        Ok((got == ips).then_some(got))
+    })
+    .unwrap();
+    assert_eq!(listed, ips);
+    let vip = nslookup(&lab, &c, "web").unwrap();
+    assert_eq!(vip.len(), 1, "web resolves to one VIP: {vip:?}");
+    assert!(ips.is_disjoint(&vip), "the VIP is not a task address");
+
+    // Connections to the VIP reach tasks on both nodes.
+    let hosts_seen = wait_for("VIP spreads over 2 tasks", Duration::from_secs(20), || {
+        let mut seen = BTreeSet::new();
+        for _ in 0..30 {
+            let out = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/host"])?;
+            seen.insert(out.trim().to_string());
+        }
+        Ok((seen.len() == 2).then_some(seen))
+    })
+    .unwrap();
+    assert_eq!(hosts_seen.len(), 2);
+
+    // The routing mesh: 8080 answers on the node that runs no web task, from a LAN client
+    // (another lab host's namespace).
+    let idle = (1..=3).find(|i| !web_nodes.contains(i)).unwrap();
+    let from = lab.host(if idle == 1 { 2 } else { 1 }).netns.clone();
+    let url = format!("http://{}:8080/", lab.host(idle).addr);
+    let mesh = wait_for(
+        "published port on an idle node",
+        Duration::from_secs(30),
+        || {
+            let out = in_ns(&from, &["busybox", "wget", "-qO-", "-T", "3", &url])?;
+            Ok(out.contains(MARKER).then_some(out))
+        },
+    )
+    .unwrap();
+    assert!(mesh.contains(MARKER));
+
+    // Scale down: the gone task leaves DNS and the VIP set within seconds.
+    h1.docker(&["service", "scale", "-d", "web=1"]).unwrap();
+    let left = wait_for("1 running web task", Duration::from_secs(60), || {
+        let t = running_tasks(&lab, "web");
+        Ok((t.len() == 1).then_some(t))
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let remaining = front_ips(&left, &net);
+    wait_for("tasks.web shrinks", Duration::from_secs(5), || {
+        Ok((nslookup(&lab, &c, "tasks.web")? == remaining).then_some(()))
+    })
+    .unwrap();
+    let survivor = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/host"])
+        .unwrap()
+        .trim()
+        .to_string();
+    for _ in 0..15 {
+        let out = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/host"]).unwrap();
+        assert_eq!(
+            out.trim(),
+            survivor,
+            "a VIP connection went to a removed task"
+        );
+    }
+    eprintln!("scale-down to DNS/VIP convergence: {:?}", t0.elapsed());
+
+    // Remove everything: no task or overlay namespace of `front` stays on any node.
+    let all_tasks: Vec<String> = web.iter().chain([&client]).map(|t| t.id.clone()).collect();
+    h1.docker(&["service", "rm", "web", "client"]).unwrap();
+    wait_for("no containers left", Duration::from_secs(60), || {
+        let total: usize = lab
+            .hosts
+            .iter()
+            .map(|h| {
+                h.api_get("/v1.47/containers/json?all=1")
+                    .ok()
+                    .and_then(|v| v.as_array().map(|a| a.len()))
+                    .unwrap_or(0)
+            })
+            .sum();
+        Ok((total == 0).then_some(()))
+    })
+    .unwrap();
+    wait_for("network rm", Duration::from_secs(30), || {
+        Ok(h1.docker(&["network", "rm", "front"]).is_ok().then_some(()))
+    })
+    .unwrap();
+    // Only the ingress overlay (the node's routing-mesh endpoint) stays while in the swarm.
+    wait_for(
+        "task and overlay namespaces removed",
+        Duration::from_secs(20),
+        || {
+            let mut left = Vec::new();
+            for h in &lab.hosts {
+                for n in netplane_namespaces(&h.data_root()) {
+                    if !n.ends_with("ov-4096") || all_tasks.iter().any(|t| n.ends_with(t.as_str()))
+                    {
+                        left.push(n);
+                    }
+                }
+            }
+            Ok(left.is_empty().then_some(()))
+        },
+    )
+    .unwrap();
+    for h in &lab.hosts {
+        let links = in_ns(&h.netns, &["ip", "-o", "link"]).unwrap();
+        if links.contains("shvx") {
+            panic!("a temporary VXLAN device stayed on {}: {links}", h.name);
+        }
+    }
+}
+
+/// The mesh also answers for a service published after the nodes joined, and stops answering
+/// once the service is gone (the port is refused, not hanging).
+#[test]
+fn published_port_goes_away_with_its_service() -> Result<()> {
+    let images = test_images()?;
+    let lab = Lab::new(LabOptions {
+        hosts: 2,
+        daemon_args: Vec::new(),
+    })?;
+    lab.form_cluster(1)?;
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
+    }
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 2).then_some(()))
+    })?;
+    let h1 = lab.host(1);
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        "8081:80",
+        "shoal-test/httpd:latest",
+    ])?;
+    let from = lab.host(2).netns.clone();
+    for target in [1, 2] {
+        let url = format!("http://{}:8081/", lab.host(target).addr);
+        wait_for("published port", Duration::from_secs(60), || {
+            let out = in_ns(&from, &["busybox", "wget", "-qO-", "-T", "3", &url])?;
+            Ok(out.contains(MARKER).then_some(()))
+        })?;
+    }
+    h1.docker(&["service", "rm", "pub"])?;
+    let url = format!("http://{}:8081/", lab.host(1).addr);
+    wait_for("port closed", Duration::from_secs(30), || {
+        match in_ns(&from, &["busybox", "wget", "-qO-", "-T", "2", &url]) {
+            Ok(_) => Ok(None),
+            Err(e) if e.to_string().contains("refused") => Ok(Some(())),
+            Err(e) => bail!("unexpected: {e}"),
+        }
+    })?;
+    Ok(())
+}
