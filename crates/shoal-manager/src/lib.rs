@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod liveness;
 pub mod logbroker;
 pub mod manager;
+pub mod network;
 pub mod nodes;
 pub mod orchestrator;
 pub mod peers;

@@ -40,6 +40,7 @@ pub fn create_service(
     spec.fill_name();
     spec.normalize();
     spec.validate()?;
+    crate::network::resolve_service_networks(src, &mut spec)?;
     let name = spec.annotations.name.clone();
     if services(src)
         .iter()
@@ -85,7 +86,7 @@ pub fn update_service(
         return Err(ApiError::out_of_sequence());
     }
     let mut svc = current.clone();
-    let new_spec = if rollback {
+    let mut new_spec = if rollback {
         match &current.previous_spec {
             Some(prev) => (**prev).clone(),
             None => {
@@ -102,6 +103,7 @@ pub fn update_service(
     };
     new_spec.validate()?;
     new_spec.validate_update(&current.spec)?;
+    crate::network::resolve_service_networks(src, &mut new_spec)?;
     let ports = allocate_ports(
         src,
         &current.id,

@@ -30,7 +30,17 @@ pub fn pass(src: &dyn ObjectSource, now: DateTime<Utc>) -> Vec<Change> {
     let st = ClusterState::build(src);
     let mut plan = Plan::new();
     orchestrate(&st, now, &mut plan);
-    crate::scheduler::schedule(&st, now, &mut plan);
+    // Tasks get their network addresses before they may be placed; those that cannot stay
+    // PENDING (with the reason) and out of the scheduler's sight until a later pass.
+    let held = crate::network::allocator::allocate(&st, now, &mut plan);
+    if held.is_empty() {
+        crate::scheduler::schedule(&st, now, &mut plan);
+    } else {
+        let visible = st.without_tasks(&held);
+        let parked = plan.take_created(&held);
+        crate::scheduler::schedule(&visible, now, &mut plan);
+        plan.restore_created(parked);
+    }
     reaper::reap(&st, &mut plan);
     plan.into_changes()
 }
@@ -176,7 +186,7 @@ pub(crate) fn new_task(
         service_id: svc.id.clone(),
         slot,
         node_id: node_id.to_string(),
-        // No separate network allocator yet: tasks go straight to the scheduler.
+        // The network allocator (same pass) fills addresses before the scheduler sees it.
         status: TaskStatus::new(TaskState::Pending, "pending task scheduling", now),
         desired_state: desired,
         job_iteration: svc.job_status.as_ref().map(|j| j.job_iteration),

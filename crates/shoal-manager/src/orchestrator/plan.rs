@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use shoal_store::Change;
-use shoal_types::{Object, ObjectKind, Service, Task};
+use shoal_types::{Network, Object, ObjectKind, Service, Task};
 
 #[derive(Debug, Default)]
 pub struct Plan {
     creates: Vec<Object>,
     tasks: BTreeMap<String, (Task, Task)>,
     services: BTreeMap<String, (Service, u64)>,
+    networks: BTreeMap<String, (Network, u64)>,
     deletes: BTreeMap<String, u64>,
 }
 
@@ -47,6 +48,34 @@ impl Plan {
 
     pub fn service<'s>(&'s self, s: &'s Service) -> &'s Service {
         self.services.get(&s.id).map(|(s, _)| s).unwrap_or(s)
+    }
+
+    /// Edits a stored network (the allocator's subnets, VXLAN id and node addresses).
+    pub fn update_network(&mut self, n: &Network, f: impl FnOnce(&mut Network)) {
+        let entry = self
+            .networks
+            .entry(n.id.clone())
+            .or_insert_with(|| (n.clone(), n.meta.version.index));
+        f(&mut entry.0);
+    }
+
+    /// The network as this plan will leave it.
+    pub fn network<'n>(&'n self, n: &'n Network) -> &'n Network {
+        self.networks.get(&n.id).map(|(n, _)| n).unwrap_or(n)
+    }
+
+    /// Takes the created tasks with these IDs out of the plan (to keep them from the scheduler);
+    /// give them back with [`Plan::restore_created`].
+    pub fn take_created(&mut self, ids: &std::collections::HashSet<String>) -> Vec<Object> {
+        let (out, keep) = std::mem::take(&mut self.creates)
+            .into_iter()
+            .partition(|o| matches!(o, Object::Task(t) if ids.contains(&t.id)));
+        self.creates = keep;
+        out
+    }
+
+    pub fn restore_created(&mut self, objs: Vec<Object>) {
+        self.creates.extend(objs);
     }
 
     pub fn delete_task(&mut self, t: &Task) {
@@ -88,12 +117,20 @@ impl Plan {
         self.creates.is_empty()
             && self.tasks.is_empty()
             && self.services.is_empty()
+            && self.networks.is_empty()
             && self.deletes.is_empty()
     }
 
-    /// The changes, services first (status), then task updates, creates, deletes.
+    /// The changes: networks first (allocations tasks refer to), services (status, VIPs), then
+    /// task updates, creates, deletes.
     pub fn into_changes(self) -> Vec<Change> {
         let mut out = Vec::new();
+        for (_, (n, v)) in self.networks {
+            out.push(Change::Update {
+                object: Object::Network(n),
+                expected_version: Some(v),
+            });
+        }
         for (_, (s, v)) in self.services {
             out.push(Change::Update {
                 object: Object::Service(s),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use shoal_store::{Change, StoreView};
 use shoal_types::swarm::DEFAULT_TASK_HISTORY;
-use shoal_types::{ApiError, Cluster, Node, Object, ObjectKind, Service, Task};
+use shoal_types::{ApiError, Cluster, Network, Node, Object, ObjectKind, Service, Task};
 
 /// Read access to store objects. Implemented by `StoreView` and by [`MemObjects`].
 pub trait ObjectSource {
@@ -108,10 +108,12 @@ impl ObjectSource for MemObjects {
     }
 }
 
-/// Indexed snapshot: services, nodes, the cluster object and tasks grouped by service.
+/// Indexed snapshot: services, nodes, networks, the cluster object and tasks grouped by service.
+#[derive(Clone)]
 pub struct ClusterState<'a> {
     pub services: BTreeMap<&'a str, &'a Service>,
     pub nodes: BTreeMap<&'a str, &'a Node>,
+    pub networks: BTreeMap<&'a str, &'a Network>,
     pub cluster: Option<&'a Cluster>,
     pub tasks_by_service: HashMap<&'a str, Vec<&'a Task>>,
     pub all_tasks: Vec<&'a Task>,
@@ -129,6 +131,12 @@ impl<'a> ClusterState<'a> {
         for o in src.objects(ObjectKind::Node) {
             if let Object::Node(n) = o {
                 nodes.insert(n.id.as_str(), n);
+            }
+        }
+        let mut networks = BTreeMap::new();
+        for o in src.objects(ObjectKind::Network) {
+            if let Object::Network(n) = o {
+                networks.insert(n.id.as_str(), n);
             }
         }
         let cluster = src.objects(ObjectKind::Cluster).find_map(|o| match o {
@@ -149,10 +157,22 @@ impl<'a> ClusterState<'a> {
         ClusterState {
             services,
             nodes,
+            networks,
             cluster,
             tasks_by_service,
             all_tasks,
         }
+    }
+
+    /// The same snapshot without some tasks (those the network allocator holds back from the
+    /// scheduler).
+    pub fn without_tasks(&self, ids: &std::collections::HashSet<String>) -> ClusterState<'a> {
+        let mut st = self.clone();
+        st.all_tasks.retain(|t| !ids.contains(&t.id));
+        for v in st.tasks_by_service.values_mut() {
+            v.retain(|t| !ids.contains(&t.id));
+        }
+        st
     }
 
     pub fn tasks_of(&self, service_id: &str) -> &[&'a Task] {

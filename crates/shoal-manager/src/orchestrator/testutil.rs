@@ -43,15 +43,20 @@ pub fn restart(cond: RestartCondition, delay_s: i64, max: u64) -> RestartPolicy 
 }
 
 impl Sim {
+    /// An empty cluster with its `ingress` network, as `swarm init` leaves it.
     pub fn new() -> Sim {
-        Sim {
+        let mut sim = Sim {
             mem: MemObjects::new(),
             now: Utc
                 .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
                 .single()
                 .unwrap_or_default(),
             failing_images: Vec::new(),
-        }
+        };
+        let ingress = crate::network::default_ingress(&shoal_types::Cluster::default(), sim.now)
+            .expect("the default ingress network allocates");
+        sim.mem.put(Object::Network(ingress));
+        sim
     }
 
     pub fn add_node(&mut self, id: &str, labels: &[(&str, &str)]) {

@@ -593,28 +593,28 @@ impl shoal_api::Backend for DaemonBackend {
             .prune(dangling_only, &images_in_use(&self.0.runtime))
     }
 
-    async fn network_list(&self, _filters: Filters) -> BackendResult<Vec<NetworkInspect>> {
-        Err(not_yet("networks"))
+    async fn network_list(&self, filters: Filters) -> BackendResult<Vec<NetworkInspect>> {
+        super::networks::list(&self.0, filters).await
     }
     async fn network_inspect(
         &self,
-        _id: &str,
-        _scope: &str,
+        id: &str,
+        scope: &str,
         _verbose: bool,
     ) -> BackendResult<NetworkInspect> {
-        Err(not_yet("networks"))
+        super::networks::inspect(&self.0, id, scope).await
     }
     async fn network_create(
         &self,
-        _req: NetworkCreateRequest,
+        req: NetworkCreateRequest,
     ) -> BackendResult<NetworkCreateResponse> {
-        Err(not_yet("networks"))
+        super::networks::create(&self.0, req).await
     }
-    async fn network_remove(&self, _id: &str) -> BackendResult<()> {
-        Err(not_yet("networks"))
+    async fn network_remove(&self, id: &str) -> BackendResult<()> {
+        super::networks::remove(&self.0, id).await
     }
-    async fn network_prune(&self, _filters: Filters) -> BackendResult<Value> {
-        Err(not_yet("networks"))
+    async fn network_prune(&self, filters: Filters) -> BackendResult<Value> {
+        super::networks::prune(&self.0, filters).await
     }
 }
 

@@ -11,6 +11,7 @@ pub mod images;
 pub mod local_state;
 mod logs;
 mod named_data;
+mod networks;
 pub mod netplane;
 pub mod swarm;
 

@@ -190,10 +190,20 @@ impl Daemon {
             me.spec.availability = req.availability;
             me.status.state = NodeState::Ready;
             me.status.addr = advertise.ip().to_string();
+            // The routing-mesh network exists from the start, as in Docker.
+            let ingress =
+                match shoal_manager::network::default_ingress(&cluster, chrono::Utc::now()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        node.stop().await;
+                        return Err(e);
+                    }
+                };
             if let Err(e) = manager
                 .propose(vec![
                     Change::Create(Object::Cluster(cluster)),
                     Change::Create(Object::Node(me)),
+                    Change::Create(Object::Network(ingress)),
                 ])
                 .await
             {
