@@ -326,7 +326,35 @@ pub(crate) fn canonical(spec: &ServiceSpec, net_ids: &BTreeMap<String, String>) 
     s.task_template
         .networks
         .sort_by(|a, b| a.target.cmp(&b.target));
-    serde_json::to_value(&s).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
+    prune_zero(&mut v, false);
+    v
+}
+
+/// Drops what the API treats as absent (null, false, "", [], {}), so a spec written by
+/// another client (docker's CLI sends `"Placement": {}`) compares equal to ours. Numbers stay:
+/// an explicit 0 can differ from a default (a restart delay of 0 is not the default 5 s).
+/// Directly under `Mode` an empty object is the mode itself (`"Global": {}`) and stays.
+fn prune_zero(v: &mut Value, keep_empty_children: bool) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !*b,
+        Value::String(s) => s.is_empty(),
+        Value::Number(_) => false,
+        Value::Array(items) => {
+            for i in items.iter_mut() {
+                prune_zero(i, false);
+            }
+            items.is_empty()
+        }
+        Value::Object(map) => {
+            map.retain(|k, child| {
+                let empty = prune_zero(child, k == "Mode");
+                !empty || (keep_empty_children && child.is_object())
+            });
+            map.is_empty()
+        }
+    }
 }
 
 /// Decides create / update / unchanged per service. The wanted spec carries over the current
@@ -522,6 +550,19 @@ mod tests {
         ]);
         let actions = plan_services(&plan, &existing, &ids);
         assert_eq!(actions[0], ServiceAction::Unchanged("demo_a".into()));
+    }
+
+    #[test]
+    fn empty_defaults_compare_equal() {
+        let mut a = serde_json::json!({"Mode": {"Global": {}}, "TaskTemplate": {"Placement": {},
+            "ContainerSpec": {"Image": "x", "Privileges": {"NoNewPrivileges": false, "SELinuxContext": null}},
+            "RestartPolicy": {"Delay": 0}}});
+        prune_zero(&mut a, false);
+        assert_eq!(
+            a,
+            serde_json::json!({"Mode": {"Global": {}}, "TaskTemplate": {"ContainerSpec": {"Image": "x"},
+                "RestartPolicy": {"Delay": 0}}})
+        );
     }
 
     #[test]
