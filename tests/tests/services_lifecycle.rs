@@ -245,3 +245,469 @@ fn logs_come_from_every_node_and_follow_new_tasks() {
     drop(f);
     h1.shoal(&["service", "rm", "talker"]).unwrap();
 }
+
+#[test]
+fn drain_global_follows_join_and_jobs_complete() {
+    let lab = lab(3);
+    // Nodes 1 and 2 first; node 3 joins later.
+    let (worker_token, _) = lab.init_swarm().unwrap();
+    lab.join(2, &worker_token, 1).unwrap();
+    load_images(&lab);
+    let h1 = lab.host(1);
+    wait_ready(h1, 2);
+
+    // A global service runs one task per node, and on a node that joins later.
+    create(
+        h1,
+        &[
+            "--name",
+            "everywhere",
+            "--mode",
+            "global",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    wait_for(
+        "a global task on each of 2 nodes",
+        Duration::from_secs(60),
+        || {
+            let r = running(h1, "everywhere");
+            Ok((r.len() == 2 && node_ids(&r).len() == 2).then_some(()))
+        },
+    )
+    .unwrap();
+    lab.join(3, &worker_token, 1).unwrap();
+    wait_ready(h1, 3);
+    let node3 = node_id_of(h1, &lab.host(3).name);
+    wait_for(
+        "a global task on the joined node",
+        Duration::from_secs(60),
+        || {
+            let r = running(h1, "everywhere");
+            Ok((r.len() == 3 && node_ids(&r).contains(&node3)).then_some(()))
+        },
+    )
+    .unwrap();
+    h1.shoal(&["service", "rm", "everywhere"]).unwrap();
+
+    // Drain moves the tasks off a node; active lets new tasks land there again.
+    create(
+        h1,
+        &[
+            "--name",
+            "mover",
+            "--replicas",
+            "6",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    wait_for(
+        "6 running movers on 3 nodes",
+        Duration::from_secs(90),
+        || {
+            let r = running(h1, "mover");
+            Ok((r.len() == 6 && node_ids(&r).len() == 3).then_some(()))
+        },
+    )
+    .unwrap();
+    h1.shoal(&["node", "update", "--availability", "drain", &node3])
+        .unwrap();
+    wait_for(
+        "6 movers, none on the drained node",
+        Duration::from_secs(90),
+        || {
+            let r = running(h1, "mover");
+            Ok((r.len() == 6 && !node_ids(&r).contains(&node3)).then_some(()))
+        },
+    )
+    .unwrap();
+    // Drained: its containers are stopped too (not only the tasks moved).
+    wait_for(
+        "no running container on the drained node",
+        Duration::from_secs(60),
+        || {
+            let cs = lab.host(3).api_get("/v1.47/containers/json")?;
+            Ok((cs.as_array().map(|a| a.len()) == Some(0)).then_some(()))
+        },
+    )
+    .unwrap();
+    h1.shoal(&["node", "update", "--availability", "active", &node3])
+        .unwrap();
+    h1.shoal(&["service", "scale", "-d", "mover=9"]).unwrap();
+    wait_for(
+        "new movers land on the reactivated node",
+        Duration::from_secs(90),
+        || {
+            let r = running(h1, "mover");
+            Ok((r.len() == 9 && node_ids(&r).contains(&node3)).then_some(()))
+        },
+    )
+    .unwrap();
+    h1.shoal(&["service", "rm", "mover"]).unwrap();
+
+    // A replicated job: 5 completions, never more than 2 at once.
+    create(
+        h1,
+        &[
+            "--name",
+            "batch",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "5",
+            "--max-concurrent",
+            "2",
+            BUSYBOX,
+            "sleep",
+            "1",
+        ],
+    );
+    let mut most = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ts = tasks(h1, "batch");
+        let live = ts
+            .iter()
+            .filter(|t| {
+                matches!(
+                    state(t),
+                    "assigned" | "accepted" | "preparing" | "ready" | "starting" | "running"
+                )
+            })
+            .count();
+        most = most.max(live);
+        let done = ts.iter().filter(|t| state(t) == "complete").count();
+        if done >= 5 {
+            assert_eq!(done, 5, "exactly 5 completions: {ts:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "job did not complete: {ts:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(most <= 2, "at most 2 job tasks at once, saw {most}");
+    assert!(most >= 1);
+    let ls = h1.shoal(&["service", "ls"]).unwrap();
+    assert!(ls.contains("(5/5 completed)"), "{ls}");
+
+    // A global job: one completed task per node.
+    create(
+        h1,
+        &[
+            "--name",
+            "onceeach",
+            "--mode",
+            "global-job",
+            BUSYBOX,
+            "true",
+        ],
+    );
+    wait_for(
+        "a completed global job task per node",
+        Duration::from_secs(90),
+        || {
+            let done: Vec<Value> = tasks(h1, "onceeach")
+                .into_iter()
+                .filter(|t| state(t) == "complete")
+                .collect();
+            Ok((done.len() == 3 && node_ids(&done).len() == 3).then_some(()))
+        },
+    )
+    .unwrap();
+    // And nothing runs again after completion.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tasks(h1, "onceeach").len(), 3);
+}
+
+/// Polls until the service's update reaches a final state, checking at each poll that at
+/// least `min_running` tasks run; returns the final update state and the most tasks seen
+/// starting at once.
+fn watch_update(h: &Host, name: &str, min_running: usize, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let r = running(h, name).len();
+        assert!(
+            r >= min_running,
+            "only {r} running tasks during the update of {name} (want ≥ {min_running}):\n{}\n{}",
+            h.shoal(&["service", "ps", "--no-trunc", name])
+                .unwrap_or_default(),
+            service(h, name)["UpdateStatus"]
+        );
+        let s = service(h, name);
+        let st = s["UpdateStatus"]["State"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if matches!(
+            st.as_str(),
+            "completed" | "rollback_completed" | "paused" | "rollback_paused"
+        ) {
+            return st;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "update of {name} still {st:?} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn env_of(t: &Value) -> Vec<String> {
+    t["Spec"]["ContainerSpec"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn rolling_update_one_by_one_and_rollback_of_a_failing_image() {
+    let lab = lab(3);
+    lab.form_cluster(1).unwrap();
+    load_images(&lab);
+    let h1 = lab.host(1);
+    wait_ready(h1, 3);
+    create(
+        h1,
+        &[
+            "--name",
+            "web",
+            "--replicas",
+            "4",
+            "--update-parallelism",
+            "1",
+            "--update-delay",
+            "1s",
+            "--update-failure-action",
+            "rollback",
+            "--update-monitor",
+            "2s",
+            "--env",
+            "GEN=1",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    wait_for("4 running", Duration::from_secs(60), || {
+        Ok((running(h1, "web").len() == 4).then_some(()))
+    })
+    .unwrap();
+    // One at a time: never fewer than 3 running; replaced tasks carry the new env.
+    h1.shoal(&["service", "update", "-d", "--env-add", "GEN=2", "web"])
+        .unwrap();
+    let start = Instant::now();
+    let mut seen_new: Vec<(Duration, usize)> = Vec::new();
+    loop {
+        let r = running(h1, "web");
+        assert!(r.len() >= 3, "only {} running mid-update", r.len());
+        let new = r
+            .iter()
+            .filter(|t| env_of(t).contains(&"GEN=2".to_string()))
+            .count();
+        if seen_new.last().map(|(_, n)| *n) != Some(new) {
+            seen_new.push((start.elapsed(), new));
+        }
+        let st = service(h1, "web")["UpdateStatus"]["State"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if st == "completed" && new == 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "update stuck: {st} {seen_new:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Count steps: replaced tasks appear one at a time, at least a delay apart.
+    let steps: Vec<usize> = seen_new.iter().map(|(_, n)| *n).collect();
+    assert!(
+        steps.windows(2).all(|w| w[1] <= w[0] + 1),
+        "more than one task replaced at once: {seen_new:?}"
+    );
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "4 tasks with a 1s delay took {elapsed:?}"
+    );
+
+    // A failing new image rolls back to GEN=2 on busybox.
+    h1.shoal(&[
+        "service",
+        "update",
+        "-d",
+        "--image",
+        "127.0.0.1:1/no-such-image:latest",
+        "web",
+    ])
+    .unwrap();
+    let end = watch_update(h1, "web", 3, Duration::from_secs(180));
+    assert_eq!(end, "rollback_completed");
+    let s = service(h1, "web");
+    assert_eq!(
+        s["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+            .as_str()
+            .unwrap_or("")
+            .split('@')
+            .next(),
+        Some(BUSYBOX)
+    );
+    wait_for(
+        "4 running after the rollback",
+        Duration::from_secs(60),
+        || {
+            let r = running(h1, "web");
+            Ok((r.len() == 4
+                && r.iter().all(|t| {
+                    t["Spec"]["ContainerSpec"]["Image"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with(BUSYBOX)
+                }))
+            .then_some(()))
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn new_leader_finishes_an_update_and_serves_logs() {
+    let mut lab = lab(3);
+    lab.form_cluster(3).unwrap();
+    load_images(&lab);
+    wait_ready(lab.host(1), 3);
+    {
+        let h1 = lab.host(1);
+        create(
+            h1,
+            &[
+                "--name",
+                "slow",
+                "--replicas",
+                "3",
+                "--update-parallelism",
+                "1",
+                "--update-delay",
+                "3s",
+                "--env",
+                "GEN=1",
+                BUSYBOX,
+                "sh",
+                "-c",
+                "echo gen $GEN; sleep 600",
+            ],
+        );
+        wait_for("3 running", Duration::from_secs(60), || {
+            Ok((running(h1, "slow").len() == 3).then_some(()))
+        })
+        .unwrap();
+        // Logs through a follower manager (it subscribes at the leader).
+        let out = wait_for("logs via a follower", Duration::from_secs(30), || {
+            let o = lab.host(2).shoal(&["service", "logs", "slow"])?;
+            Ok((o.matches("gen 1").count() == 3).then_some(o))
+        })
+        .unwrap();
+        let nodes: BTreeSet<String> = prefixed(&out)
+            .into_iter()
+            .filter_map(|(p, _)| p.rsplit_once('@').map(|(_, n)| n.to_string()))
+            .collect();
+        assert_eq!(nodes.len(), 3, "{out}");
+        h1.shoal(&["service", "update", "-d", "--env-add", "GEN=2", "slow"])
+            .unwrap();
+        // Wait until the first task is replaced, then kill the leader.
+        wait_for("the first task updated", Duration::from_secs(60), || {
+            let r = running(h1, "slow");
+            Ok(r.iter()
+                .any(|t| env_of(t).contains(&"GEN=2".to_string()))
+                .then_some(()))
+        })
+        .unwrap();
+    }
+    let leader = lab.host(1).shoal(&["node", "ls"]).unwrap();
+    assert!(leader.contains("Leader"), "{leader}");
+    lab.host_mut(1).kill9();
+    let h2 = lab.host(2);
+    let start = Instant::now();
+    wait_for(
+        "the new leader finishes the update",
+        Duration::from_secs(120),
+        || {
+            let s = service(h2, "slow");
+            let r = running(h2, "slow");
+            let all_new =
+                r.len() == 3 && r.iter().all(|t| env_of(t).contains(&"GEN=2".to_string()));
+            Ok((s["UpdateStatus"]["State"] == "completed" && all_new).then_some(()))
+        },
+    )
+    .unwrap();
+    println!(
+        "update finished by the new leader {:?} after the kill",
+        start.elapsed()
+    );
+    // The lines of the new tasks, from the surviving managers' nodes.
+    let out = wait_for("logs of the updated tasks", Duration::from_secs(30), || {
+        let o = h2.shoal(&["service", "logs", "slow"])?;
+        Ok((o.matches("gen 2").count() >= 2).then_some(o))
+    })
+    .unwrap();
+    assert!(out.contains("gen 2"), "{out}");
+}
+
+/// create → all running, printed for the report (Docker swarm mode cannot run here).
+#[test]
+fn create_to_running_times() {
+    let lab = lab(3);
+    lab.form_cluster(1).unwrap();
+    load_images(&lab);
+    let h1 = lab.host(1);
+    wait_ready(h1, 3);
+    let mut figures = BTreeMap::new();
+    for n in [10usize, 30] {
+        let name = format!("timed{n}");
+        let start = Instant::now();
+        create(
+            h1,
+            &[
+                "--name",
+                &name,
+                "--replicas",
+                &n.to_string(),
+                BUSYBOX,
+                "sleep",
+                "600",
+            ],
+        );
+        wait_for(&format!("{n} running"), Duration::from_secs(180), || {
+            Ok((running(h1, &name).len() == n).then_some(()))
+        })
+        .unwrap();
+        figures.insert(n, start.elapsed());
+        h1.shoal(&["service", "rm", &name]).unwrap();
+        wait_for("containers gone", Duration::from_secs(120), || {
+            let total: usize = lab
+                .hosts
+                .iter()
+                .map(|h| {
+                    h.api_get("/v1.47/containers/json?all=1")
+                        .ok()
+                        .and_then(|v| v.as_array().map(|a| a.len()))
+                        .unwrap_or(0)
+                })
+                .sum();
+            Ok((total == 0).then_some(()))
+        })
+        .unwrap();
+    }
+    for (n, t) in &figures {
+        println!(
+            "create → {n} replicas running on 3 nodes: {:.2} s (Docker swarm mode: not measurable here, no dockerd)",
+            t.as_secs_f64()
+        );
+    }
+}

@@ -28,6 +28,7 @@ pub(crate) fn reconcile_service(
         }
     }
     let mut upd = Vec::new();
+    let mut replaced = false;
     for (node_id, node) in &st.nodes {
         let eligible = node.status.state != NodeState::Down
             && node.spec.availability != NodeAvailability::Drain
@@ -64,6 +65,7 @@ pub(crate) fn reconcile_service(
         match restart::evaluate(st, svc, plan.task(cur), &tasks, now) {
             Verdict::Replace => {
                 restart::replace(st, svc, cur, 0, node_id, now, plan);
+                replaced = true;
                 continue;
             }
             Verdict::Dead | Verdict::Keep => {}
@@ -83,7 +85,8 @@ pub(crate) fn reconcile_service(
     for tasks in by_node.values() {
         shut_all(tasks, plan);
     }
-    if !is_job {
+    // As for replicated services: the updater waits for a pass that sees the replacement.
+    if !is_job && !replaced {
         updater::run(st, svc, &upd, now, plan);
     }
 }

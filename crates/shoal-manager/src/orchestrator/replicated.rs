@@ -75,6 +75,7 @@ pub(crate) fn reconcile_service(
 
     // Restart supervisor, held replacements, start-first cleanup.
     let mut upd = Vec::new();
+    let mut replaced = false;
     // Constraint enforcement: a node whose labels changed may no longer fit (cached per node).
     let has_placement = svc.spec.task_template.placement.is_some();
     let mut fits: HashMap<&str, bool> = HashMap::new();
@@ -87,12 +88,14 @@ pub(crate) fn reconcile_service(
             });
             if !ok {
                 restart::replace(st, svc, cur, *slot, "", now, plan);
+                replaced = true;
                 continue;
             }
         }
         match restart::evaluate(st, svc, plan.task(cur), tasks, now) {
             Verdict::Replace => {
                 restart::replace(st, svc, cur, *slot, "", now, plan);
+                replaced = true;
                 continue;
             }
             Verdict::Dead | Verdict::Keep => {}
@@ -118,7 +121,11 @@ pub(crate) fn reconcile_service(
         next += 1;
     }
 
-    updater::run(st, svc, &upd, now, plan);
+    // A slot replaced in this pass is hidden from the updater (its failed task and its new
+    // one): the next pass sees both, so an update never takes a second slot down meanwhile.
+    if !replaced {
+        updater::run(st, svc, &upd, now, plan);
+    }
 }
 
 /// Start-first updates and replacements leave the old task running until the new one runs.
