@@ -73,11 +73,9 @@ fn host_of(lab: &Lab, node_id: &str) -> Result<usize> {
         .ok_or_else(|| anyhow!("unexpected hostname {name}"))
 }
 
-/// Run a busybox applet inside a running container (its network and mount namespaces, its
-/// root), e.g. `wget` with the container's own resolv.conf.
-fn in_container(lab: &Lab, container: &str, args: &[&str]) -> Result<String> {
-    let pid = lab
-        .hosts
+/// The PID of a running container (on whichever node runs it).
+fn container_pid(lab: &Lab, container: &str) -> Result<String> {
+    lab.hosts
         .iter()
         .find_map(|h| {
             let info = h
@@ -85,11 +83,87 @@ fn in_container(lab: &Lab, container: &str, args: &[&str]) -> Result<String> {
                 .ok()?;
             info["State"]["Pid"].as_i64().filter(|p| *p > 0)
         })
-        .ok_or_else(|| anyhow!("no running container {container}"))?;
-    let pid = pid.to_string();
+        .map(|p| p.to_string())
+        .ok_or_else(|| anyhow!("no running container {container}"))
+}
+
+/// Run a busybox applet inside a running container (its network and mount namespaces, its
+/// root, so its own resolv.conf).
+fn in_container(lab: &Lab, container: &str, args: &[&str]) -> Result<String> {
+    let pid = container_pid(lab, container)?;
     let mut a = vec!["-t", &pid, "-n", "-m", "-r", "-w", "--", "/bin/busybox"];
     a.extend_from_slice(args);
     run("nsenter", &a)
+}
+
+/// `cmd args…` with `input` on stdin; its stdout (busybox `wget` crashes on this machine's
+/// busybox build, so HTTP goes through `nc`).
+fn run_stdin(cmd: &str, args: &[&str], input: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn request(path: &str) -> String {
+    format!("GET {path} HTTP/1.0\r\n\r\n")
+}
+
+/// The body of `GET path` to `host:port` from inside a container (its resolv.conf, its DNS).
+fn http_in_container(lab: &Lab, container: &str, host: &str, path: &str) -> Result<String> {
+    let pid = container_pid(lab, container)?;
+    let out = run_stdin(
+        "nsenter",
+        &[
+            "-t",
+            &pid,
+            "-n",
+            "-m",
+            "-r",
+            "-w",
+            "--",
+            "/bin/busybox",
+            "nc",
+            "-w",
+            "3",
+            host,
+            "80",
+        ],
+        &request(path),
+    )?;
+    body(&out)
+}
+
+/// The body of `GET /` to `addr:port` from a lab host's namespace (a client on the LAN).
+fn http_from_host(ns: &str, addr: &str, port: &str) -> Result<String> {
+    let out = run_stdin(
+        "ip",
+        &["netns", "exec", ns, "busybox", "nc", "-w", "3", addr, port],
+        &request("/"),
+    )?;
+    body(&out)
+}
+
+fn body(resp: &str) -> Result<String> {
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .ok_or_else(|| anyhow!("no HTTP response: {resp:?}"))
 }
 
 fn nslookup(lab: &Lab, container: &str, name: &str) -> Result<BTreeSet<String>> {
@@ -197,7 +271,7 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
         "client reaches web by name",
         Duration::from_secs(30),
         || {
-            let out = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/"])?;
+            let out = http_in_container(&lab, &c, "web", "/")?;
             Ok(out.contains(MARKER).then_some(out))
         },
     )
@@ -219,7 +293,7 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
     let hosts_seen = wait_for("VIP spreads over 2 tasks", Duration::from_secs(20), || {
         let mut seen = BTreeSet::new();
         for _ in 0..30 {
-            let out = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/host"])?;
+            let out = http_in_container(&lab, &c, "web", "/host")?;
             seen.insert(out.trim().to_string());
         }
         Ok((seen.len() == 2).then_some(seen))
@@ -231,12 +305,12 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
     // (another lab host's namespace).
     let idle = (1..=3).find(|i| !web_nodes.contains(i)).unwrap();
     let from = lab.host(if idle == 1 { 2 } else { 1 }).netns.clone();
-    let url = format!("http://{}:8080/", lab.host(idle).addr);
+    let idle_addr = lab.host(idle).addr.clone();
     let mesh = wait_for(
         "published port on an idle node",
         Duration::from_secs(30),
         || {
-            let out = in_ns(&from, &["busybox", "wget", "-qO-", "-T", "3", &url])?;
+            let out = http_from_host(&from, &idle_addr, "8080")?;
             Ok(out.contains(MARKER).then_some(out))
         },
     )
@@ -256,12 +330,12 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
         Ok((nslookup(&lab, &c, "tasks.web")? == remaining).then_some(()))
     })
     .unwrap();
-    let survivor = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/host"])
+    let survivor = http_in_container(&lab, &c, "web", "/host")
         .unwrap()
         .trim()
         .to_string();
     for _ in 0..15 {
-        let out = in_container(&lab, &c, &["wget", "-qO-", "-T", "3", "http://web/host"]).unwrap();
+        let out = http_in_container(&lab, &c, "web", "/host").unwrap();
         assert_eq!(
             out.trim(),
             survivor,
@@ -347,20 +421,22 @@ fn published_port_goes_away_with_its_service() -> Result<()> {
     ])?;
     let from = lab.host(2).netns.clone();
     for target in [1, 2] {
-        let url = format!("http://{}:8081/", lab.host(target).addr);
+        let addr = lab.host(target).addr.clone();
         wait_for("published port", Duration::from_secs(60), || {
-            let out = in_ns(&from, &["busybox", "wget", "-qO-", "-T", "3", &url])?;
+            let out = http_from_host(&from, &addr, "8081")?;
             Ok(out.contains(MARKER).then_some(()))
         })?;
     }
     h1.docker(&["service", "rm", "pub"])?;
-    let url = format!("http://{}:8081/", lab.host(1).addr);
-    wait_for("port closed", Duration::from_secs(30), || {
-        match in_ns(&from, &["busybox", "wget", "-qO-", "-T", "2", &url]) {
+    let addr = lab.host(1).addr.clone();
+    wait_for(
+        "port closed",
+        Duration::from_secs(30),
+        || match http_from_host(&from, &addr, "8081") {
             Ok(_) => Ok(None),
             Err(e) if e.to_string().contains("refused") => Ok(Some(())),
             Err(e) => bail!("unexpected: {e}"),
-        }
-    })?;
+        },
+    )?;
     Ok(())
 }
