@@ -10,6 +10,7 @@ use shoal_proto::dispatcher::{
     AssignmentsMessage, AssignmentsRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
     dispatcher_client::DispatcherClient,
 };
+use shoal_types::task::NetworkAttachment;
 use shoal_types::{Config, Secret, Task, TaskState, TaskStatus};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,12 @@ pub trait TaskExecutor: Send + Sync + 'static {
     /// The container already made for this task (after an agent restart), if any, and
     /// whether it is running.
     async fn existing(&self, task: &Task) -> Option<(String, bool)>;
+    /// This node's own network attachments from the managers (its `ingress` address for the
+    /// routing mesh), on every complete assignment set and whenever they change. Executors
+    /// without a network data plane have nothing to set up and ignore them.
+    async fn set_node_attachments(&self, attachments: Vec<NetworkAttachment>) {
+        let _ = attachments;
+    }
     /// Reads this node's task logs for `service logs`; None when the executor keeps none.
     fn log_reader(&self) -> Option<Arc<dyn crate::logs::TaskLogReader>> {
         None
@@ -187,6 +194,13 @@ impl Worker {
             }
             for id in &msg.removed_config_ids {
                 deps.configs.remove(id);
+            }
+        }
+        // Absent on an incremental message means unchanged; a complete set always carries it.
+        if !msg.node_attachments_json.is_empty() {
+            match serde_json::from_slice::<Vec<NetworkAttachment>>(&msg.node_attachments_json) {
+                Ok(a) => self.executor.set_node_attachments(a).await,
+                Err(e) => tracing::warn!("agent: bad node attachments from the manager: {e}"),
             }
         }
         let tasks: Vec<Task> = msg

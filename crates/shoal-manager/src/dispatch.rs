@@ -7,6 +7,7 @@
 use crate::manager::Manager;
 use shoal_proto::dispatcher::{AssignmentsMessage, TaskStatusUpdate};
 use shoal_store::{Change, StoreView};
+use shoal_types::task::NetworkAttachment;
 use shoal_types::{ApiError, Config, Object, ObjectKind, Secret, Task, TaskState, TaskStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,12 +19,14 @@ const TASKS_PER_MESSAGE: usize = 200;
 /// Changes are gathered this long before an incremental message goes out.
 const BATCH_WAIT: Duration = Duration::from_millis(50);
 
-/// What one node should know: its live tasks and the secrets/configs they use.
+/// What one node should know: its live tasks, the secrets/configs they use, and the node's own
+/// network attachments (its `ingress` address).
 #[derive(Default, Clone, PartialEq)]
 pub struct NodeSet {
     pub tasks: BTreeMap<String, Task>,
     pub secrets: BTreeMap<String, Secret>,
     pub configs: BTreeMap<String, Config>,
+    pub node_attachments: Vec<NetworkAttachment>,
 }
 
 /// A task belongs in a node's set from ASSIGNED on, while it still needs the agent: not yet
@@ -58,6 +61,8 @@ pub fn node_set(view: &StoreView, node_id: &str) -> NodeSet {
             set.configs.insert(id, c.clone());
         }
     }
+    set.node_attachments =
+        crate::network::node_attachments(crate::network::ingress_network(view), node_id);
     set
 }
 
@@ -86,6 +91,7 @@ pub fn complete_messages(set: &NodeSet) -> Vec<AssignmentsMessage> {
     out[last].last_of_set = true;
     out[last].secrets_json = set.secrets.values().map(json).collect();
     out[last].configs_json = set.configs.values().map(json).collect();
+    out[last].node_attachments_json = json(&set.node_attachments);
     out
 }
 
@@ -126,7 +132,9 @@ pub fn diff_messages(old: &NodeSet, new: &NodeSet) -> Vec<AssignmentsMessage> {
         .filter(|id| !new.configs.contains_key(*id))
         .cloned()
         .collect();
+    let attachments_changed = old.node_attachments != new.node_attachments;
     if changed.is_empty()
+        && !attachments_changed
         && removed.is_empty()
         && secrets.is_empty()
         && configs.is_empty()
@@ -146,6 +154,11 @@ pub fn diff_messages(old: &NodeSet, new: &NodeSet) -> Vec<AssignmentsMessage> {
     let mut first = AssignmentsMessage {
         secrets_json: secrets,
         configs_json: configs,
+        node_attachments_json: if attachments_changed {
+            json(&new.node_attachments)
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     if let Some(m) = out.first_mut() {
@@ -255,4 +268,49 @@ pub async fn apply_status_updates(
         }
     }
     Err(last_err.unwrap_or_else(|| ApiError::internal("task status update kept conflicting")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attachment(addr: &str) -> NetworkAttachment {
+        NetworkAttachment {
+            addresses: vec![addr.into()],
+            ..NetworkAttachment::default()
+        }
+    }
+
+    #[test]
+    fn node_attachments_on_complete_sets_and_changes_only() {
+        let mut set = NodeSet::default();
+        let msgs = complete_messages(&set);
+        let last = msgs.last().unwrap();
+        let sent: Vec<NetworkAttachment> =
+            serde_json::from_slice(&last.node_attachments_json).unwrap();
+        assert!(
+            sent.is_empty(),
+            "an empty list still travels on a complete set"
+        );
+
+        let old = set.clone();
+        set.node_attachments = vec![attachment("10.0.0.3/24")];
+        let msgs = diff_messages(&old, &set);
+        assert_eq!(msgs.len(), 1);
+        let sent: Vec<NetworkAttachment> =
+            serde_json::from_slice(&msgs[0].node_attachments_json).unwrap();
+        assert_eq!(sent, set.node_attachments);
+        assert!(
+            diff_messages(&set, &set).is_empty(),
+            "unchanged: nothing sent"
+        );
+
+        let mut with_task = set.clone();
+        with_task.tasks.insert("t".into(), Task::default());
+        let msgs = diff_messages(&set, &with_task);
+        assert!(
+            msgs[0].node_attachments_json.is_empty(),
+            "unchanged: left out"
+        );
+    }
 }
