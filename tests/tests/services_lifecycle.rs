@@ -651,12 +651,18 @@ fn new_leader_finishes_an_update_and_serves_logs() {
         start.elapsed()
     );
     // The lines of the new tasks, from the surviving managers' nodes.
+    // The lines of the new tasks; old tasks on the dead node are reported missing on stderr.
     let out = wait_for("logs of the updated tasks", Duration::from_secs(30), || {
-        let o = h2.shoal(&["service", "logs", "slow"])?;
-        Ok((o.matches("gen 2").count() >= 2).then_some(o))
+        let o = h2.shoal_output(&["service", "logs", "slow"])?;
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        Ok((o.status.success() && text.matches("gen 2").count() >= 3).then_some(o))
     })
     .unwrap();
-    assert!(out.contains("gen 2"), "{out}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("incomplete log stream") && err.contains(&lab.host(1).name),
+        "{err}"
+    );
 }
 
 /// create → all running, printed for the report (Docker swarm mode cannot run here).

@@ -1237,7 +1237,8 @@ async fn format_log_line(
     } else {
         (String::new(), payload)
     };
-    let Some((details, line)) = rest.split_once(' ') else {
+    // A line without swarm details (the daemon's own warnings) is shown as it is.
+    let Some((details, line)) = rest.split_once(' ').filter(|(d, _)| d.contains('=')) else {
         return payload.to_string();
     };
     let attrs: HashMap<String, String> = details

@@ -80,11 +80,17 @@ async fn subscribe(d: &Daemon, selector: LogSelector, opts: LogsOptions) -> Resu
                         .map(Ok)
                         .collect();
                     if !batch.incomplete.is_empty() {
-                        // Docker's wording for logs some nodes could not give.
-                        v.push(Err(ApiError::unavailable(format!(
-                            "warning: incomplete log stream. some logs could not be retrieved for the following reasons: {}",
-                            batch.incomplete
-                        ))));
+                        // Docker's wording and channel (a stderr line, the stream goes on) for
+                        // logs some nodes could not give.
+                        v.push(Ok(LogLine {
+                            stream: StdStream::Stderr,
+                            timestamp: Utc::now(),
+                            attrs: Vec::new(),
+                            line: bytes::Bytes::from(format!(
+                                "Error grabbing logs: warning: incomplete log stream. some logs could not be retrieved for the following reasons: {}\n",
+                                batch.incomplete
+                            )),
+                        }));
                     }
                     v
                 }
