@@ -110,7 +110,11 @@ pub fn update_service(
         new_spec.endpoint_spec.as_ref(),
         &current.endpoint.ports,
     )?;
-    let task_changed = new_spec.task_template != current.spec.task_template;
+    // Publishing through the routing mesh or ceasing to changes the tasks' networks (their
+    // ingress attachment), so it rolls out like a task change, as in Docker.
+    let ingress_changed =
+        publishes_ingress_ports(&new_spec) != publishes_ingress_ports(&current.spec);
+    let task_changed = new_spec.task_template != current.spec.task_template || ingress_changed;
     let job_rerun = current.mode_kind().is_some_and(ModeKind::is_job)
         && (task_changed || new_spec.mode != current.spec.mode);
     svc.endpoint = Endpoint {
@@ -155,6 +159,13 @@ pub fn update_service(
         });
     }
     Ok(svc)
+}
+
+fn publishes_ingress_ports(spec: &ServiceSpec) -> bool {
+    spec.endpoint_spec
+        .iter()
+        .flat_map(|e| e.ports.iter())
+        .any(|p| p.publish_mode == shoal_types::service::PublishMode::Ingress)
 }
 
 /// Deleting a service: `changes[0]` is the delete, then every task of it set to desired REMOVE

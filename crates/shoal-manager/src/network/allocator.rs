@@ -16,8 +16,9 @@ use shoal_types::task::NetworkAttachment;
 use shoal_types::{Network, Service, Task, TaskState, TaskStatus};
 
 use super::control::publishes_ingress;
-use super::ipam::{AddressPool, NODE_ADDR_PREFIX, allocate_network, is_allocated};
+use super::ipam::{AddressPool, NODE_ADDR_PREFIX, allocate_network, is_allocated, network_subnets};
 use crate::orchestrator::{ClusterState, Plan};
+use shoal_types::network::{OPT_VXLAN_ID_LIST, subnets_overlap};
 
 /// The message of a task waiting for the scheduler (as the orchestrators write it).
 const PENDING_SCHEDULING: &str = "pending task scheduling";
@@ -50,7 +51,7 @@ fn allocate_networks(st: &ClusterState, plan: &mut Plan) -> BTreeMap<String, Net
         .iter()
         .map(|n| (n.id.clone(), plan.network(n).clone()))
         .collect();
-    for n in order {
+    for &n in &order {
         if is_allocated(&nets[&n.id]) {
             continue;
         }
@@ -69,7 +70,81 @@ fn allocate_networks(st: &ClusterState, plan: &mut Plan) -> BTreeMap<String, Net
             ),
         }
     }
+    repair_conflicts(st, plan, &order, &mut nets);
     nets
+}
+
+/// Two networks created at the same moment (on different managers, from the same store view)
+/// may have been given the same pool subnet or VXLAN id. The younger one (or else the older)
+/// is allocated again, as long as nothing uses it yet and its subnet came from the pool.
+fn repair_conflicts(
+    st: &ClusterState,
+    plan: &mut Plan,
+    order: &[&Network],
+    nets: &mut BTreeMap<String, Network>,
+) {
+    let mut used: HashSet<&str> = HashSet::new();
+    for t in &st.all_tasks {
+        for a in &t.networks_attachments {
+            used.insert(a.network.id.as_str());
+        }
+    }
+    for s in st.services.values() {
+        for v in &s.endpoint.virtual_ips {
+            used.insert(v.network_id.as_str());
+        }
+    }
+    let movable = |n: &Network| {
+        !used.contains(n.id.as_str())
+            && n.spec
+                .ipam_options
+                .as_ref()
+                .is_none_or(|i| i.configs.iter().all(|c| c.subnet.is_empty()))
+    };
+    for (i, b) in order.iter().enumerate() {
+        for a in &order[..i] {
+            let (na, nb) = (&nets[&a.id], &nets[&b.id]);
+            let clash = (na.vni().is_some() && na.vni() == nb.vni())
+                || network_subnets(na)
+                    .iter()
+                    .any(|x| network_subnets(nb).iter().any(|y| subnets_overlap(x, y)));
+            if !clash {
+                continue;
+            }
+            let victim = if movable(nb) {
+                *b
+            } else if movable(na) {
+                *a
+            } else {
+                tracing::warn!(
+                    "allocator: networks {} and {} overlap and both are in use",
+                    a.spec.annotations.name,
+                    b.spec.annotations.name
+                );
+                continue;
+            };
+            let mut updated = nets[&victim.id].clone();
+            updated.ipam_options = None;
+            updated.driver_state.options.remove(OPT_VXLAN_ID_LIST);
+            let others: Vec<&Network> = nets.values().filter(|o| o.id != victim.id).collect();
+            match allocate_network(&mut updated, &others, st.cluster) {
+                Ok(()) => {
+                    tracing::info!(
+                        "allocator: network {} re-allocated (it clashed with another network)",
+                        victim.spec.annotations.name
+                    );
+                    let copy = updated.clone();
+                    plan.update_network(victim, move |x| *x = copy);
+                    nets.insert(victim.id.clone(), updated);
+                }
+                Err(e) => tracing::warn!(
+                    "allocator: network {}: {}",
+                    victim.spec.annotations.name,
+                    e.message
+                ),
+            }
+        }
+    }
 }
 
 /// Marks what the store says is taken: node addresses, VIPs, addresses of tasks not ended.

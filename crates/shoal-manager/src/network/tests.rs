@@ -520,3 +520,66 @@ fn address_pool_math() {
     assert!(!p.mark("10.2.0.1"));
     assert!(!p.mark("10.1.0.128/24"), "already taken");
 }
+
+#[test]
+fn networks_created_concurrently_are_repaired_before_use() {
+    let mut sim = Sim::new();
+    sim.add_node("n1", &[]);
+    // Two creates computed from the same view: same subnet and VXLAN id.
+    let a = create_network(&sim.mem, net_spec("a", ""), sim.now).unwrap();
+    let mut b = create_network(&sim.mem, net_spec("b", ""), sim.now).unwrap();
+    b.meta.created_at = sim.now + chrono::Duration::milliseconds(1);
+    assert_eq!(a.vni(), b.vni());
+    let (a_id, b_id) = (a.id.clone(), b.id.clone());
+    sim.mem
+        .apply(&[
+            Change::Create(Object::Network(a)),
+            Change::Create(Object::Network(b)),
+        ])
+        .unwrap();
+    sim.step();
+    let (a, b) = (network(&sim.mem, &a_id), network(&sim.mem, &b_id));
+    assert_ne!(a.vni(), b.vni());
+    let sub = |n: &Network| n.ipam_options.as_ref().unwrap().configs[0].subnet.clone();
+    assert_eq!(sub(&a), "10.0.1.0/24", "the older keeps its subnet");
+    assert_eq!(sub(&b), "10.0.2.0/24");
+    let changes = pass(&sim.mem, sim.now);
+    assert!(changes.is_empty(), "stable afterwards: {changes:?}");
+}
+
+#[test]
+fn publishing_a_port_later_rolls_tasks_onto_ingress() {
+    let mut sim = Sim::new();
+    sim.add_node("n1", &[]);
+    let svc = sim.create(spec("web", "bb:1", 2));
+    sim.run(3);
+    assert!(
+        sim.running(&svc)
+            .iter()
+            .all(|t| t.networks_attachments.is_empty())
+    );
+    sim.update(&svc, |s| {
+        s.endpoint_spec = Some(EndpointSpec {
+            ports: vec![PortConfig {
+                target_port: 80,
+                published_port: 8080,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    });
+    sim.run(15);
+    let running = sim.running(&svc);
+    assert_eq!(running.len(), 2);
+    for t in &running {
+        assert_eq!(
+            t.networks_attachments.len(),
+            1,
+            "{:?}",
+            t.networks_attachments
+        );
+        assert!(t.networks_attachments[0].network.spec.ingress);
+    }
+    assert_eq!(sim.service(&svc).endpoint.virtual_ips.len(), 1);
+    live_addresses(&sim);
+}

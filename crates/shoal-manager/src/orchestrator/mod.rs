@@ -143,6 +143,15 @@ pub(crate) fn is_dirty(svc: &Service, t: &Task, node: Option<&Node>) -> bool {
     if t.spec_version == svc.spec_version && svc.spec_version.is_some() {
         return false;
     }
+    // A placed task attached to ingress or not, while the service now publishes the other way.
+    if t.status.state >= TaskState::Assigned
+        && t.networks_attachments
+            .iter()
+            .any(|a| a.network.spec.ingress)
+            != crate::network::control::publishes_ingress(svc)
+    {
+        return true;
+    }
     let want = &svc.spec.task_template;
     if t.spec == *want {
         return false;
