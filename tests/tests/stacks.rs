@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_e2e::{Host, Lab, LabOptions, test_images, wait_for};
+use shoal_e2e::{Host, Lab, LabOptions, in_ns, test_images, wait_for};
 
 const NS_LABEL: &str = "com.docker.stack.namespace";
 
@@ -220,6 +220,37 @@ fn web_stack_deploy_redeploy_prune_and_rm() {
             .contains("hello from shoal")
     );
     assert_eq!(file_mode(&page), 0o444);
+
+    // The client reaches the web service by name (DNS + VIP on the stack's overlay) ...
+    let client_cid = client[0]["Status"]["ContainerStatus"]["ContainerID"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    wait_for(
+        "the client's answers from web",
+        Duration::from_secs(60),
+        || {
+            let logs = lab
+                .hosts
+                .iter()
+                .find_map(|h| h.docker(&["logs", &client_cid]).ok())
+                .unwrap_or_default();
+            Ok(logs.contains("hello from shoal").then_some(()))
+        },
+    )
+    .unwrap();
+    // ... and the page is published on port 8080 of every node (the routing mesh), asked from
+    // another host on the lab LAN.
+    for (i, host) in lab.hosts.iter().enumerate() {
+        let from = &lab.hosts[(i + 1) % lab.hosts.len()].netns;
+        let url = format!("http://{}:8080/", host.addr);
+        let page = wait_for("the published port", Duration::from_secs(60), || {
+            let r = in_ns(from, &["curl", "-s", "-m", "2", &url]);
+            Ok(r.ok().filter(|p| p.contains("hello from shoal")))
+        })
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(page.contains("<h1>"), "{page}");
+    }
 
     // ls / services / ps.
     let ls = h.shoal(&["stack", "ls"]).unwrap();
