@@ -70,6 +70,9 @@ fn serve(l: TcpListener, stop: Arc<AtomicBool>) {
                                 }
                             }
                             _ => {
+                                // Consume the request first: closing with unread data would
+                                // reset the connection instead of ending it.
+                                let _ = s.read(&mut buf);
                                 let _ =
                                     s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
                             }
@@ -291,14 +294,17 @@ fn main() -> Result<()> {
     let under: SocketAddr = format!("{}:7001", lab.host(2).addr).parse()?;
     serve(listen_in(&h2_ns, under)?, stop.clone());
     let h1_ns = format!("/run/netns/{}", lab.host(1).netns);
-    let h3_ns = format!("/run/netns/{}", lab.host(3).netns);
     let over: SocketAddr = format!("{}:7000", srv.ip).parse()?;
     wait_for("overlay path up", Duration::from_secs(30), || {
         Ok(rtt_probe(&cli.pid_ns, over).then_some(()))
     })?;
 
-    let g_over = bulk(&cli.pid_ns, over)?;
-    let g_under = bulk(&h1_ns, under)?;
+    // Best of 3, interleaved: the lab shares its CPUs with whatever else runs.
+    let (mut g_over, mut g_under) = (0f64, 0f64);
+    for _ in 0..3 {
+        g_over = g_over.max(bulk(&cli.pid_ns, over)?);
+        g_under = g_under.max(bulk(&h1_ns, under)?);
+    }
     let r_over = rtt(&cli.pid_ns, over)?;
     let r_under = rtt(&h1_ns, under)?;
     println!(
@@ -319,17 +325,21 @@ fn main() -> Result<()> {
         println!("routing mesh: srv has no ingress address (no mesh allocation); skipped");
     } else {
         let mesh: SocketAddr = format!("{}:9000", lab.host(3).addr).parse()?;
-        wait_for("mesh port up", Duration::from_secs(30), || {
+        let up = wait_for("mesh port up", Duration::from_secs(30), || {
             Ok(requests_probe(&h1_ns, mesh).then_some(()))
-        })?;
-        let (m_rate, m_p99) = requests(&h1_ns, mesh)?;
-        let (d_rate, d_p99) = requests(&h1_ns, under)?;
-        println!(
-            "routing mesh         {m_rate:8.0} req/s p99 {m_p99:>8.1?}   direct {d_rate:8.0} req/s p99 {d_p99:>8.1?}   ratio {:.2}",
-            m_rate / d_rate
-        );
+        });
+        match up {
+            Err(e) => println!("routing mesh: {e}"),
+            Ok(()) => {
+                let (m_rate, m_p99) = requests(&h1_ns, mesh)?;
+                let (d_rate, d_p99) = requests(&h1_ns, under)?;
+                println!(
+                    "routing mesh         {m_rate:8.0} req/s p99 {m_p99:>8.1?}   direct {d_rate:8.0} req/s p99 {d_p99:>8.1?}   ratio {:.2}",
+                    m_rate / d_rate
+                );
+            }
+        }
     }
-    let _ = h3_ns;
 
     // Death → DNS removal as seen from the client on another node.
     let pid: i32 = srv

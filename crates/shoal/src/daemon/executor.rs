@@ -12,6 +12,7 @@ use shoal_runtime::container::{
 };
 use shoal_runtime::image::{Reference, registry::no_progress};
 use shoal_types::task_spec::MountType;
+use shoal_types::task::NetworkAttachment;
 use shoal_types::{Config, Secret, Task};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -341,6 +342,12 @@ impl TaskExecutor for ContainerExecutor {
         Some(Arc::new(super::logs::RuntimeLogReader(
             self.executor.runtime().clone(),
         )))
+    }
+
+    async fn set_node_attachments(&self, attachments: Vec<NetworkAttachment>) {
+        if let Some(p) = &self.netplane {
+            p.set_node_attachments(attachments).await;
+        }
     }
 
     async fn existing(&self, task: &Task) -> Option<(String, bool)> {
