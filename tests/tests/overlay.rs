@@ -125,14 +125,18 @@ fn request(path: &str) -> String {
     format!("GET {path} HTTP/1.0\r\n\r\n")
 }
 
-/// The body of `GET path` to `host:port` from inside a container (its resolv.conf, its DNS).
+/// The body of `GET path` to `host:80` from inside a container (its resolv.conf, its DNS).
 fn http_in_container(lab: &Lab, container: &str, host: &str, path: &str) -> Result<String> {
-    let pid = container_pid(lab, container)?;
+    http_in_pid(&container_pid(lab, container)?, host, path)
+}
+
+/// As [`http_in_container`], for the container whose process is `pid`.
+fn http_in_pid(pid: &str, host: &str, path: &str) -> Result<String> {
     let out = run_stdin(
         "nsenter",
         &[
             "-t",
-            &pid,
+            pid,
             "-n",
             "-m",
             "-r",
@@ -436,6 +440,107 @@ fn published_port_goes_away_with_its_service() -> Result<()> {
             Ok(_) => Ok(None),
             Err(e) if e.to_string().contains("refused") => Ok(Some(())),
             Err(e) => bail!("unexpected: {e}"),
+        },
+    )?;
+    Ok(())
+}
+
+/// A daemon killed with -9 and restarted: its containers keep running and keep their network
+/// (the kernel state outlives the daemon), and the restarted daemon adopts it: DNS answers
+/// again, gossip repopulates, the mesh answers on that node, no namespace is duplicated.
+#[test]
+fn daemon_restart_keeps_and_adopts_container_networking() -> Result<()> {
+    let images = test_images()?;
+    let mut lab = Lab::new(LabOptions {
+        hosts: 2,
+        daemon_args: Vec::new(),
+    })?;
+    lab.form_cluster(1)?;
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
+    }
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 2).then_some(()))
+    })?;
+    let h1 = lab.host(1);
+    let net = h1
+        .docker(&["network", "create", "-d", "overlay", "front"])?
+        .trim()
+        .to_string();
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--network",
+        "front",
+        "-p",
+        "8082:80",
+        "shoal-test/httpd:latest",
+    ])?;
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "front",
+        "--constraint",
+        "node.hostname==node2",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])?;
+    let web = wait_for("2 running web tasks", Duration::from_secs(60), || {
+        let t = running_tasks(&lab, "web");
+        Ok((t.len() == 2).then_some(t))
+    })?;
+    let client = wait_for("client running", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "client").pop())
+    })?;
+    let c = client.container.clone();
+    let ips = front_ips(&web, &net);
+    wait_for("tasks.web before restart", Duration::from_secs(30), || {
+        Ok((nslookup(&lab, &c, "tasks.web")? == ips).then_some(()))
+    })?;
+    let before = netplane_namespaces(&lab.host(2).data_root());
+
+    let pid = container_pid(&lab, &c)?;
+    lab.host_mut(2).kill9();
+    // The data plane is kernel state: with the daemon dead, task addresses still answer.
+    for ip in &ips {
+        let out = http_in_pid(&pid, ip, "/")?;
+        assert!(
+            out.contains(MARKER),
+            "{ip} while node2's daemon is down: {out}"
+        );
+    }
+    lab.host_mut(2).start()?;
+    let again = wait_for("DNS back after restart", Duration::from_secs(60), || {
+        Ok((nslookup(&lab, &c, "tasks.web").ok() == Some(ips.clone())).then_some(()))
+    });
+    again?;
+    let out = http_in_container(&lab, &c, "web", "/")?;
+    assert!(out.contains(MARKER), "{out}");
+    let client_now = running_tasks(&lab, "client")
+        .pop()
+        .ok_or_else(|| anyhow!("client not running after restart"))?;
+    assert_eq!(client_now.container, c, "the client container was replaced");
+    let after = netplane_namespaces(&lab.host(2).data_root());
+    assert_eq!(before, after, "namespaces changed across the restart");
+    let from = lab.host(1).netns.clone();
+    let addr = lab.host(2).addr.clone();
+    wait_for(
+        "mesh on the restarted node",
+        Duration::from_secs(30),
+        || {
+            let out = http_from_host(&from, &addr, "8082")?;
+            Ok(out.contains(MARKER).then_some(()))
         },
     )?;
     Ok(())
