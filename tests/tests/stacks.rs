@@ -416,3 +416,111 @@ fn stock_docker_stack_commands_work_against_shoal() {
     })
     .unwrap();
 }
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/stacks")
+        .join(name)
+        .join("stack.yml")
+        .to_string_lossy()
+        .to_string()
+}
+
+fn container_logs(lab: &Lab, task: &Value) -> String {
+    let cid = task["Status"]["ContainerStatus"]["ContainerID"]
+        .as_str()
+        .unwrap_or_default();
+    lab.hosts
+        .iter()
+        .find_map(|h| h.docker(&["logs", cid]).ok())
+        .unwrap_or_default()
+}
+
+fn node_id(h: &Host) -> String {
+    h.api_get("/v1.47/info").unwrap()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn multi_tier_and_global_agent_examples() {
+    let lab = lab_with_images(3);
+    let h = lab.host(1);
+    ok(
+        h.shoal_output(&["stack", "deploy", "-c", &example("multi-tier"), "shop"])
+            .unwrap(),
+    );
+    ok(
+        h.shoal_output(&["stack", "deploy", "-c", &example("global-agent"), "agents"])
+            .unwrap(),
+    );
+
+    wait_running(h, "shop_front", 2);
+    wait_running(h, "shop_api", 2);
+    let worker = wait_running(h, "shop_worker", 1);
+    let store = wait_running(h, "shop_store", 1);
+    // The store is pinned to the manager (node1) and keeps its page on the named volume.
+    assert_eq!(store[0]["NodeID"].as_str().unwrap(), node_id(h));
+    let page = container_root(&lab, &store[0]).join("data/index.html");
+    assert!(
+        std::fs::read_to_string(&page)
+            .unwrap()
+            .starts_with("stored since")
+    );
+    let mut nets = h
+        .shoal(&["network", "ls", "--format", "{{.Name}}"])
+        .unwrap();
+    nets = nets
+        .lines()
+        .filter(|l| l.starts_with("shop_"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(nets, "shop_back shop_front");
+    // The worker reaches the api by its alias on "back" and the store by name.
+    wait_for("the worker's answers", Duration::from_secs(60), || {
+        let logs = container_logs(&lab, &worker[0]);
+        Ok((logs.contains("api on") && logs.contains("stored since")).then_some(()))
+    })
+    .unwrap();
+    // front is published through the mesh on 8081.
+    let url = format!("http://{}:8081/", lab.host(3).addr);
+    wait_for("front on 8081", Duration::from_secs(60), || {
+        Ok(in_ns(&lab.host(2).netns, &["curl", "-s", "-m", "2", &url])
+            .ok()
+            .filter(|p| !p.is_empty()))
+    })
+    .unwrap();
+
+    // One agent on every node, each serving its own hostname. (Its host-mode port 9100 is not
+    // checked: the data plane publishes ingress-mode ports only so far.)
+    let agents = wait_running(h, "agents_agent", 3);
+    let mut nodes: Vec<&str> = agents.iter().filter_map(|t| t["NodeID"].as_str()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "{agents:?}");
+    for t in &agents {
+        let root = container_root(&lab, t);
+        let page = wait_for("the agent's page", Duration::from_secs(30), || {
+            Ok(std::fs::read_to_string(root.join("www/index.html"))
+                .ok()
+                .filter(|p| !p.trim().is_empty()))
+        })
+        .unwrap();
+        let hostname = std::fs::read_to_string(root.join("etc/hostname")).unwrap_or_default();
+        assert_eq!(page.trim(), hostname.trim(), "{t}");
+    }
+
+    let ls = h.shoal(&["stack", "ls"]).unwrap();
+    let rows: Vec<Vec<&str>> = ls
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows, vec![vec!["agents", "1"], vec!["shop", "4"]], "{ls}");
+    h.shoal(&["stack", "rm", "shop", "agents"]).unwrap();
+    wait_for("both stacks gone", Duration::from_secs(60), || {
+        Ok((snapshot(h, "shop").is_empty() && snapshot(h, "agents").is_empty()).then_some(()))
+    })
+    .unwrap();
+}
