@@ -1,5 +1,6 @@
 //! shoal-agent: the worker side of every node (session with the managers; task runners later).
 
 pub mod logs;
+pub mod persist;
 pub mod session;
 pub mod worker;

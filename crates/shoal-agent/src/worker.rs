@@ -240,6 +240,23 @@ impl Worker {
         }
     }
 
+    /// The tasks this worker runs, as last assigned.
+    pub fn tasks(&self) -> Vec<Task> {
+        let runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
+        runners
+            .values()
+            .map(|r| r.task_tx.borrow().clone())
+            .collect()
+    }
+
+    /// Supervises tasks remembered from before a restart (see `persist`), until the
+    /// managers' next complete set says otherwise.
+    pub fn restore(self: &Arc<Self>, tasks: Vec<Task>) {
+        for t in tasks {
+            self.upsert(t);
+        }
+    }
+
     fn upsert(self: &Arc<Self>, task: Task) {
         let mut runners = self.runners.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = runners.get(&task.id) {

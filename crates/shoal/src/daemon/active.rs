@@ -197,7 +197,18 @@ impl ActiveNode {
                 stop_rx.clone(),
             );
         }
-        Worker::start(executor.clone(), channels, session_rx.clone(), stop_rx);
+        let worker = Worker::start(
+            executor.clone(),
+            channels,
+            session_rx.clone(),
+            stop_rx.clone(),
+        );
+        shoal_agent::persist::start(
+            &worker,
+            cfg.data_root.join("agent"),
+            creds.node_id.clone(),
+            stop_rx,
+        );
         Ok(ActiveNode {
             netplane,
             local,
