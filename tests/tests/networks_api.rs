@@ -150,6 +150,31 @@ fn overlay_networks_through_the_docker_cli() {
         .unwrap();
     assert_eq!(labelled.trim(), "front");
 
+    // The shoal CLI speaks the same API.
+    let cli_id = h1
+        .shoal(&[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.43.0.0/24",
+            "--ip-range",
+            "10.43.0.128/25",
+            "cli-net",
+        ])
+        .unwrap();
+    let ls = h1.shoal(&["network", "ls"]).unwrap();
+    assert!(ls.contains("cli-net") && ls.contains("ingress"), "{ls}");
+    let v: Value =
+        serde_json::from_str(&h1.shoal(&["network", "inspect", "cli-net"]).unwrap()).unwrap();
+    assert_eq!(v[0]["Id"], cli_id.trim());
+    assert_eq!(v[0]["IPAM"]["Config"][0]["IPRange"], "10.43.0.128/25");
+    assert_eq!(
+        h1.shoal(&["network", "rm", "cli-net"]).unwrap().trim(),
+        "cli-net"
+    );
+
     // Bad input: a clear error, nothing changed.
     let before = network_names(&lab, 1);
     let refused = [
@@ -175,6 +200,7 @@ fn overlay_networks_through_the_docker_cli() {
         ),
         (vec!["-d", "overlay", "front"], "already exists"),
         (vec!["-d", "nosuchdriver", "odd"], "nosuchdriver"),
+        (vec!["-d", "overlay", "--ipv6", "six"], "IPv6"),
     ];
     for (args, want) in refused {
         let mut full = vec!["network", "create"];

@@ -168,32 +168,17 @@ fn publishes_ingress_ports(spec: &ServiceSpec) -> bool {
         .any(|p| p.publish_mode == shoal_types::service::PublishMode::Ingress)
 }
 
-/// Deleting a service: `changes[0]` is the delete, then every task of it set to desired REMOVE
-/// (the reaper deletes them once they stopped). For a very large service the caller may propose
-/// the task updates in batches, or only the delete: the leader's orchestration marks tasks of a
-/// deleted service REMOVE by itself.
+/// Deleting a service: the delete only, as swarmkit does. The leader's orchestration marks the
+/// tasks of a deleted service REMOVE and the reaper deletes them once they stopped. No version
+/// guard: the allocator and the updater write the service (VIPs, update status) at any time, and
+/// agents its tasks, so a guarded command would keep failing with "update out of sequence".
 pub fn remove_service(src: &dyn ObjectSource, id_or_name: &str) -> Result<Vec<Change>, ApiError> {
     let svc = find_service(src, id_or_name)?;
-    let mut changes = vec![Change::Delete {
+    Ok(vec![Change::Delete {
         kind: ObjectKind::Service,
         id: svc.id.clone(),
-        expected_version: Some(svc.meta.version.index),
-    }];
-    for o in src.objects(ObjectKind::Task) {
-        if let Object::Task(t) = o
-            && t.service_id == svc.id
-            && t.desired_state < TaskState::Remove
-        {
-            let mut t = t.clone();
-            let v = t.meta.version.index;
-            t.desired_state = TaskState::Remove;
-            changes.push(Change::Update {
-                object: Object::Task(t),
-                expected_version: Some(v),
-            });
-        }
-    }
-    Ok(changes)
+        expected_version: None,
+    }])
 }
 
 /// `ServiceStatus` for `?status=true`: running tasks (running, desired running, node not down),

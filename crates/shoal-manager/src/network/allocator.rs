@@ -434,8 +434,10 @@ fn allocate_tasks(
         match result {
             Ok(None) => {}
             Ok(Some(attachments)) => {
+                // Also for dnsrr services (no VIPs): the data plane reads the mode from it.
                 let endpoint = (!svc.endpoint.ports.is_empty()
-                    || !svc.endpoint.virtual_ips.is_empty())
+                    || !svc.endpoint.virtual_ips.is_empty()
+                    || !attachments.is_empty())
                 .then(|| Endpoint {
                     spec: svc.endpoint.spec.clone(),
                     ports: svc.endpoint.ports.clone(),

@@ -50,6 +50,11 @@ pub fn create_network(
     now: DateTime<Utc>,
 ) -> Result<Network, ApiError> {
     spec.validate()?;
+    if spec.ipv6_enabled {
+        return Err(ApiError::invalid_argument(
+            "IPv6 is not supported on overlay networks",
+        ));
+    }
     let name = &spec.annotations.name;
     let all = networks(src);
     if all.iter().any(|n| &n.spec.annotations.name == name) {
