@@ -116,6 +116,9 @@ pub struct DesiredState {
     pub vips: Vec<VipService>,
     pub vips_all: Vec<VipAll>,
     pub ingress: Vec<IngressPort>,
+    /// Source-NAT (masquerade) everything routed towards these subnets: connections DNATed to
+    /// a container over a point-to-point link then answer on that link.
+    pub masquerade_to: Vec<Ipv4Net>,
     /// Masquerade connections from 127.0.0.0/8 that were DNATed to a container (so
     /// `curl localhost:<published>` works; needs `route_localnet` on the bridge).
     pub masquerade_loopback: bool,
@@ -483,6 +486,16 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
         e.push(Statement::Masquerade(None));
         rule("postrouting", e, Some(format!("masquerade {}", mq.subnet)));
     }
+    for net in &st.masquerade_to {
+        rule(
+            "postrouting",
+            vec![
+                eq(field("ip", "daddr"), prefix(*net)),
+                Statement::Masquerade(None),
+            ],
+            Some(format!("masquerade to {net}")),
+        );
+    }
     if st.masquerade_loopback {
         rule(
             "postrouting",
@@ -708,6 +721,20 @@ mod tests {
             ..Default::default()
         };
         assert!(build_ruleset("shoal-n1", &st).is_err());
+    }
+
+    #[test]
+    fn masquerade_towards_a_subnet() {
+        let st = DesiredState {
+            masquerade_to: vec!["169.254.128.0/17".parse().unwrap()],
+            ..Default::default()
+        };
+        let j = json(&st);
+        assert!(
+            j.contains(r#""prefix":{"addr":"169.254.128.0","len":17}"#) && j.contains("daddr"),
+            "{j}"
+        );
+        assert!(j.contains(r#""masquerade":null"#), "{j}");
     }
 
     #[test]

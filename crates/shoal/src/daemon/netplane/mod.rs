@@ -45,6 +45,11 @@ pub const MESH_TABLE: &str = "shoal-mesh";
 pub const LB_TABLE: &str = "shoal-lb";
 /// Overlay user key for the node's own ingress endpoint.
 const NODE_USER: &str = "(node)";
+/// Point-to-point links from the node's namespace into containers that publish host-mode
+/// ports: a /30 each out of this link-local range (node-local, never routed).
+pub const HOST_LINK_NET: &str = "169.254.128.0/17";
+/// Interface name of that link inside the container.
+const HOST_LINK_IFNAME: &str = "gw0";
 /// How long a withdrawn task keeps serving so peers stop sending it new connections first.
 pub const DRAIN: Duration = Duration::from_millis(1200);
 
@@ -87,6 +92,37 @@ struct TaskNet {
     /// Service records currently published (running and not draining).
     published: Vec<ServiceRecord>,
     container: Option<String>,
+    /// The link carrying host-mode published ports, when the task has any.
+    host_link: Option<HostLink>,
+}
+
+/// A /30 between the node's namespace and a container, for host-mode ports.
+#[derive(Debug, Clone)]
+struct HostLink {
+    index: u32,
+    /// Host-side interface name.
+    ifname: String,
+    container_ip: Ipv4Addr,
+}
+
+impl HostLink {
+    fn new(index: u32) -> Result<HostLink> {
+        let net: ipnet::Ipv4Net = HOST_LINK_NET.parse().map_err(|e| anyhow!("{e}"))?;
+        let slots = 1u32 << (30 - net.prefix_len());
+        if index >= slots {
+            bail!("no free host-port link (all {slots} in use)");
+        }
+        let base = u32::from(net.network()) + index * 4;
+        Ok(HostLink {
+            index,
+            ifname: format!("shg{index:04x}"),
+            container_ip: Ipv4Addr::from(base + 2),
+        })
+    }
+
+    fn host_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.container_ip) - 1)
+    }
 }
 
 impl TaskNet {
@@ -134,6 +170,8 @@ pub struct NetPlane {
     upstreams: Vec<SocketAddr>,
     dns_table: SharedTable,
     state: Mutex<State>,
+    /// Small files that must survive a daemon restart (host-port link numbers).
+    state_dir: PathBuf,
 }
 
 static REGISTRY: StdMutex<Vec<(PathBuf, Weak<NetPlane>)>> = StdMutex::new(Vec::new());
@@ -205,6 +243,7 @@ impl NetPlane {
             upstreams: node_upstreams(),
             dns_table: SharedTable::default(),
             state: Mutex::new(State::default()),
+            state_dir: data_root.join("netplane"),
         });
         me.remove_orphans(live_task_ids);
         let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
@@ -370,6 +409,7 @@ impl NetPlane {
             dns: None,
             published: Vec::new(),
             container: None,
+            host_link: None,
         };
         match self.wire_task(&mut st, &mut tn, false).await {
             Ok(()) => {
@@ -430,6 +470,10 @@ impl NetPlane {
                 publish_endpoint(&sw.gossip, p, vtep).await;
             }
         }
+        if !plan::host_ports(&tn.task).is_empty() {
+            let link = self.host_link(st, tn, adopt).await?;
+            tn.host_link = Some(link);
+        }
         let cfg = DnsConfig {
             scopes: tn.scopes(),
             upstreams: self.upstreams.clone(),
@@ -444,6 +488,60 @@ impl NetPlane {
         .map_err(|e| anyhow!("starting the embedded DNS server: {e}"))?;
         tn.dns = Some(dns);
         Ok(())
+    }
+
+    fn link_file(&self, task_id: &str) -> PathBuf {
+        self.state_dir.join(format!("{task_id}.hostlink"))
+    }
+
+    /// The host-port link of `tn`: adopted after a restart (its number is on disk), else the
+    /// lowest free number.
+    async fn host_link(&self, st: &State, tn: &TaskNet, adopt: bool) -> Result<HostLink> {
+        let file = self.link_file(&tn.task.id);
+        if adopt
+            && let Some(idx) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            let link = HostLink::new(idx)?;
+            if self.host.link(&link.ifname).await?.is_some() {
+                return Ok(link);
+            }
+        }
+        let used: BTreeSet<u32> = st
+            .tasks
+            .values()
+            .filter_map(|t| t.host_link.as_ref().map(|l| l.index))
+            .collect();
+        let idx = (0u32..).find(|i| !used.contains(i)).unwrap_or(0);
+        let link = HostLink::new(idx)?;
+        let path = tn.netns_path();
+        let peer = format!("shgp{idx:04x}");
+        self.host.delete_link(&link.ifname).await?;
+        self.host.delete_link(&peer).await?;
+        self.host.create_veth(&link.ifname, &peer, None).await?;
+        let res = async {
+            self.host.move_to_netns(&peer, &path).await?;
+            let cnl = Netlink::in_netns(&path)?;
+            cnl.rename(&peer, HOST_LINK_IFNAME).await?;
+            cnl.add_address(HOST_LINK_IFNAME, IpAddr::V4(link.container_ip), 30)
+                .await?;
+            cnl.set_up(HOST_LINK_IFNAME).await?;
+            self.host
+                .add_address(&link.ifname, IpAddr::V4(link.host_ip()), 30)
+                .await?;
+            self.host.set_up(&link.ifname).await
+        }
+        .await;
+        if let Err(e) = res {
+            let _ = self.host.delete_link(&link.ifname).await;
+            bail!("host-port link: {e}");
+        }
+        std::fs::create_dir_all(&self.state_dir)?;
+        std::fs::write(&file, idx.to_string())?;
+        bridge_net::set_sysctl(Some(&self.host_netns), "net/ipv4/ip_forward", "1")
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(link)
     }
 
     async fn ensure_overlay(
@@ -526,6 +624,10 @@ impl NetPlane {
                 tracing::warn!(task = %tn.task.id, "detaching {}: {err}", att.ifname);
             }
         }
+        if let Some(l) = &tn.host_link {
+            let _ = self.host.delete_link(&l.ifname).await;
+        }
+        let _ = std::fs::remove_file(self.link_file(&tn.task.id));
         if let Err(e) = netns::delete(&tn.netns) {
             tracing::warn!(netns = %tn.netns, "{e}");
         }
@@ -634,6 +736,7 @@ impl NetPlane {
                 dns: None,
                 published: Vec::new(),
                 container: Some(container.to_string()),
+                host_link: None,
             };
             if let Err(e) = self.wire_task(&mut st, &mut tn, true).await {
                 // Keep the namespace: the container still lives in it.

@@ -272,9 +272,23 @@ async fn node(i: usize, host: PathBuf, data: PathBuf, b: Arc<Barrier>, tag: Stri
                 .map(|n| n.to_string_lossy().replace("-h1", "-h2"))
                 .unwrap_or_default(),
         );
+        let h2b = h2.clone();
         eventually("mesh port answers", Duration::from_secs(10), move || {
             let r = fetch(&h2, "10.79.0.1:8080".parse().expect("addr"))?;
             r.starts_with("node").then_some(()).ok_or(r)
+        })
+        .await;
+        // Host mode: each node's port reaches only its own task.
+        eventually("host-mode ports", Duration::from_secs(10), move || {
+            for (addr, want) in [("10.79.0.1:8081", "node1"), ("10.79.0.2:8081", "node2")] {
+                for _ in 0..5 {
+                    let r = fetch(&h2b, addr.parse().expect("addr"))?;
+                    if r != want {
+                        return Err(format!("{addr} answered {r}"));
+                    }
+                }
+            }
+            Ok(())
         })
         .await;
     }

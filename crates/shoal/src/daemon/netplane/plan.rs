@@ -203,6 +203,25 @@ pub fn task_records(task: &Task, plans: &[AttachPlan]) -> Vec<ServiceRecord> {
         .collect()
 }
 
+/// Ports a task publishes in host mode: (protocol, published, target). Only on the node that
+/// runs it; a published port of 0 is not bound (nothing chose one).
+pub fn host_ports(task: &Task) -> Vec<(Proto, u16, u16)> {
+    let Some(ep) = &task.endpoint else {
+        return Vec::new();
+    };
+    ep.ports
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host)
+        .filter_map(|p| {
+            Some((
+                proto_of(p.protocol)?.parse().ok()?,
+                u16::try_from(p.published_port).ok().filter(|x| *x > 0)?,
+                u16::try_from(p.target_port).ok().filter(|x| *x > 0)?,
+            ))
+        })
+        .collect()
+}
+
 /// Per (network, service): its names, its VIP and its live task addresses.
 #[derive(Default)]
 struct ServiceView {
@@ -337,15 +356,23 @@ pub mod tests_support {
     }
 
     /// Service `app_web` (stack `app`), VIP 10.0.1.2 on `n1` and 10.0.0.2 on `ing`,
-    /// publishing 8080 -> 80 through the mesh.
+    /// publishing 8080 -> 80 through the mesh and 8081 -> 80 in host mode.
     pub fn endpoint() -> Endpoint {
         Endpoint {
             spec: EndpointSpec::default(),
-            ports: vec![PortConfig {
-                target_port: 80,
-                published_port: 8080,
-                ..Default::default()
-            }],
+            ports: vec![
+                PortConfig {
+                    target_port: 80,
+                    published_port: 8080,
+                    ..Default::default()
+                },
+                PortConfig {
+                    target_port: 80,
+                    published_port: 8081,
+                    publish_mode: PublishMode::Host,
+                    ..Default::default()
+                },
+            ],
             virtual_ips: vec![
                 EndpointVirtualIP {
                     network_id: "n1".into(),
@@ -393,6 +420,7 @@ mod tests {
     use super::tests_support::{endpoint, network, task_with as task};
     use super::*;
     use shoal_types::meta::Driver;
+    use shoal_types::service::PortConfig;
 
     #[test]
     fn plans_parse_and_refuse_bad_attachments() {
@@ -487,6 +515,29 @@ mod tests {
         assert_eq!(
             container_lb(&left, &s).vips_all[0].backends,
             ips[..1].to_vec()
+        );
+    }
+
+    #[test]
+    fn host_mode_ports_only() {
+        let n1 = network("n1", "front", "10.0.1.0/24", 4097, false);
+        let mut ep = endpoint();
+        ep.ports.push(PortConfig {
+            target_port: 443,
+            published_port: 8443,
+            publish_mode: PublishMode::Host,
+            ..Default::default()
+        });
+        ep.ports.push(PortConfig {
+            target_port: 53,
+            published_port: 0,
+            publish_mode: PublishMode::Host,
+            ..Default::default()
+        });
+        let t = task("t1", 1, vec![(n1, "10.0.1.5/24")], ep);
+        assert_eq!(
+            host_ports(&t),
+            vec![(Proto::Tcp, 8081, 80), (Proto::Tcp, 8443, 443)]
         );
     }
 

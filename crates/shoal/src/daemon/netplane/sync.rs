@@ -83,15 +83,47 @@ impl NetPlane {
             }
         }
 
-        if let Some(ing) = &st.ingress {
-            let want = plan::mesh_state(&records, &ing.plan.network_id);
-            if st.applied_mesh.as_ref() != Some(&want) {
-                match apply_table(Some(self.host_netns.clone()), MESH_TABLE, &want).await {
-                    Ok(()) => st.applied_mesh = Some(want),
-                    Err(e) => {
-                        tracing::warn!("mesh table: {e:#}");
-                        st.dirty = true;
-                    }
+        // The node's table: the routing mesh (with an ingress endpoint) and the host-mode
+        // ports of local running tasks, over their point-to-point links.
+        let mut want = match &st.ingress {
+            Some(ing) => plan::mesh_state(&records, &ing.plan.network_id),
+            None => Default::default(),
+        };
+        for t in st.tasks.values().filter(|t| !t.published.is_empty()) {
+            let Some(link) = &t.host_link else { continue };
+            for (proto, published, target) in plan::host_ports(&t.task) {
+                let clash = want
+                    .ingress
+                    .iter()
+                    .any(|i| i.proto == proto && i.published_port == published)
+                    || want
+                        .host_ports
+                        .iter()
+                        .any(|h| h.proto == proto && h.host_port == published);
+                if clash {
+                    tracing::warn!(task = %t.task.id, "host port {published}/{} already published on this node", proto.as_str());
+                    continue;
+                }
+                want.host_ports.push(shoal_net::nft::HostPort {
+                    proto,
+                    host_port: published,
+                    host_ip: None,
+                    target: link.container_ip,
+                    target_port: target,
+                });
+            }
+        }
+        if !want.host_ports.is_empty()
+            && let Ok(net) = super::HOST_LINK_NET.parse()
+        {
+            want.masquerade_to.push(net);
+        }
+        if st.applied_mesh.as_ref() != Some(&want) {
+            match apply_table(Some(self.host_netns.clone()), MESH_TABLE, &want).await {
+                Ok(()) => st.applied_mesh = Some(want),
+                Err(e) => {
+                    tracing::warn!("mesh table: {e:#}");
+                    st.dirty = true;
                 }
             }
         }
