@@ -717,3 +717,71 @@ fn create_to_running_times() {
         );
     }
 }
+
+/// The agent remembers its assignments: restarted while its manager is down, it keeps the
+/// task's container running and supervised, and the manager finds the same task running.
+#[test]
+fn agent_restart_without_managers_keeps_its_tasks() {
+    let mut lab = lab(2);
+    lab.form_cluster(1).unwrap();
+    load_images(&lab);
+    wait_ready(lab.host(1), 2);
+    create(
+        lab.host(1),
+        &[
+            "--name",
+            "kept",
+            "--constraint",
+            "node.role==worker",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    let task = wait_for(
+        "the task running on the worker",
+        Duration::from_secs(60),
+        || {
+            let r = running(lab.host(1), "kept");
+            Ok((r.len() == 1).then(|| r[0].clone()))
+        },
+    )
+    .unwrap();
+    let task_id = task["ID"].as_str().unwrap().to_string();
+    let container = task["Status"]["ContainerStatus"]["ContainerID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Let the agent save its assignments, then take the manager away and restart the agent.
+    std::thread::sleep(Duration::from_secs(2));
+    lab.host_mut(1).kill9();
+    lab.host_mut(2).stop().unwrap();
+    lab.host_mut(2).start().unwrap();
+    wait_for(
+        "the agent restores its assignments",
+        Duration::from_secs(30),
+        || {
+            Ok(lab
+                .host(2)
+                .log_tail(200)
+                .contains("restoring saved assignments")
+                .then_some(()))
+        },
+    )
+    .unwrap();
+    let c = lab
+        .host(2)
+        .api_get(&format!("/v1.47/containers/{container}/json"))
+        .unwrap();
+    assert_eq!(c["State"]["Running"], true, "{c}");
+    // The manager comes back and finds the same task running: nothing was replaced.
+    lab.host_mut(1).start().unwrap();
+    wait_for("the same task running", Duration::from_secs(60), || {
+        let r = running(lab.host(1), "kept");
+        Ok((r.len() == 1 && r[0]["ID"] == task_id.as_str()).then_some(()))
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let all = tasks(lab.host(1), "kept");
+    assert_eq!(all.len(), 1, "no replacement task: {all:?}");
+}
