@@ -487,7 +487,11 @@ fn removed_service_tasks_are_reaped() {
     let id = sim.create(spec("web", "bb:1", 3));
     sim.run(3);
     let changes = crate::control::remove_service(&sim.mem, "web").unwrap();
-    assert_eq!(changes.len(), 1, "the delete only: orchestration removes the tasks");
+    assert_eq!(
+        changes.len(),
+        1,
+        "the delete only: orchestration removes the tasks"
+    );
     sim.mem.apply(&changes).unwrap();
     sim.run(3);
     assert!(sim.tasks(&id).is_empty());
