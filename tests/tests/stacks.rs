@@ -178,6 +178,8 @@ fn web_stack_deploy_redeploy_prune_and_rm() {
         "-d",
         "--name",
         "outsider",
+        "--publish",
+        "9090:80",
         "shoal-test/busybox:latest",
         "sleep",
         "600",
@@ -313,7 +315,7 @@ fn web_stack_deploy_redeploy_prune_and_rm() {
     // Bad files change nothing, in this stack or a new one.
     let snap = snapshot(h, "web");
     let bad = dir.path().join("bad.yml");
-    let cases: [(&str, &str); 4] = [
+    let cases: [(&str, &str); 6] = [
         (
             "services:\n  web:\n    image: [unclosed\n",
             "bad.yml:4:1: did not find expected",
@@ -329,6 +331,14 @@ fn web_stack_deploy_redeploy_prune_and_rm() {
         (
             "services:\n  web:\n    image: shoal-test/busybox:latest\n    secrets: [missing]\nsecrets:\n  missing:\n    external: true\n",
             "secret \"missing\" is declared as external, but could not be found",
+        ),
+        (
+            "services:\n  web:\n    image: shoal-test/busybox:latest\n    networks: [ext]\nnetworks:\n  ext:\n    external: true\n",
+            "network \"ext\" is declared as external, but could not be found",
+        ),
+        (
+            "services:\n  web:\n    image: shoal-test/busybox:latest\n    ports: [\"9090:80\"]\n",
+            "port 9090/tcp is already published by service \"outsider\"",
         ),
     ];
     for (text, expect) in cases {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shoal_api::client::{error_from_response, escape_segment, with_query};
-use shoal_api::types::service::UpdateState;
+use shoal_api::types::service::{PublishMode, UpdateState};
 use shoal_api::types::{ApiError, Config, ErrorKind, NetworkInspect, Secret, Service, ServiceSpec};
 use shoal_api::{Client, Filters, Method, ServiceUpdateResponse};
 use shoal_compose::{ExternalKind, IMAGE_LABEL, StackPlan};
@@ -63,6 +63,8 @@ pub async fn deploy(c: &Client, a: DeployArgs) -> CliResult {
     check_externals(&plan, &networks, &secrets, &configs)?;
     check_network_names(&plan, &networks, &a.stack)?;
     check_config_data(&plan, &configs)?;
+    let all_services = c.service_list(&Filters::default(), false).await?;
+    check_published_ports(&plan, &all_services, a.prune.then_some(a.stack.as_str()))?;
 
     let auth = |image: &str| -> Result<Option<String>, CliError> {
         if !a.with_registry_auth {
@@ -297,6 +299,51 @@ fn check_config_data(plan: &StackPlan, configs: &[Config]) -> Result<(), CliErro
                 "config {:?} already exists with different content, and a config's content cannot change; give the changed config a new name (e.g. `name: {}_v2`) or remove the stack first",
                 spec.annotations.name, spec.annotations.name
             )));
+        }
+    }
+    Ok(())
+}
+
+/// An ingress-published port must not be held by a service outside the stack (the daemon
+/// would refuse the service after the stack's other objects were made). With `prune`, the
+/// stack's own services that the file dropped are going away and do not count.
+fn check_published_ports(
+    plan: &StackPlan,
+    services: &[Service],
+    pruning: Option<&str>,
+) -> Result<(), CliError> {
+    let ours: BTreeSet<&str> = plan
+        .services
+        .iter()
+        .map(|s| s.annotations.name.as_str())
+        .collect();
+    for spec in &plan.services {
+        let ports = spec.endpoint_spec.iter().flat_map(|e| e.ports.iter());
+        for p in ports.filter(|p| p.published_port != 0 && p.publish_mode == PublishMode::Ingress) {
+            let holder = services.iter().find(|s| {
+                let name = s.spec.annotations.name.as_str();
+                let pruned = pruning.is_some_and(|stack| {
+                    s.spec
+                        .annotations
+                        .labels
+                        .get(shoal_compose::NAMESPACE_LABEL)
+                        .map(String::as_str)
+                        == Some(stack)
+                });
+                !ours.contains(name)
+                    && !pruned
+                    && s.endpoint.ports.iter().any(|q| {
+                        q.publish_mode == PublishMode::Ingress
+                            && q.published_port == p.published_port
+                            && q.protocol == p.protocol
+                    })
+            });
+            if let Some(h) = holder {
+                return Err(other(format!(
+                    "service {:?}: port {}/{} is already published by service {:?}",
+                    spec.annotations.name, p.published_port, p.protocol, h.spec.annotations.name
+                )));
+            }
         }
     }
     Ok(())
