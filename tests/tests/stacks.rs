@@ -457,10 +457,26 @@ fn node_id(h: &Host) -> String {
 fn multi_tier_and_global_agent_examples() {
     let lab = lab_with_images(3);
     let h = lab.host(1);
-    ok(
-        h.shoal_output(&["stack", "deploy", "-c", &example("multi-tier"), "shop"])
-            .unwrap(),
-    );
+    // --detach=false returns once every service runs all its tasks.
+    let out = ok(h
+        .shoal_output(&[
+            "stack",
+            "deploy",
+            "--detach=false",
+            "-c",
+            &example("multi-tier"),
+            "shop",
+        ])
+        .unwrap());
+    assert!(out.contains("Stack shop: all services converged"), "{out}");
+    for (svc, n) in [
+        ("shop_front", 2),
+        ("shop_api", 2),
+        ("shop_worker", 1),
+        ("shop_store", 1),
+    ] {
+        assert_eq!(running_tasks(h, svc).len(), n, "{svc}");
+    }
     ok(
         h.shoal_output(&["stack", "deploy", "-c", &example("global-agent"), "agents"])
             .unwrap(),
