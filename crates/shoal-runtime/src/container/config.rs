@@ -51,6 +51,10 @@ pub struct ContainerConfig {
     pub extra_hosts: Vec<String>,
     /// Full `/etc/hosts` content, replacing the generated one.
     pub hosts_file: Option<String>,
+    /// The container's own addresses (on the networks the daemon wired), listed with its
+    /// hostname in the generated `/etc/hosts`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
     /// Full `/etc/resolv.conf` content; default: the host's, without loopback servers.
     pub resolv_conf: Option<String>,
     /// Secrets and configs, written to a per-container tmpfs and bind-mounted read-only.

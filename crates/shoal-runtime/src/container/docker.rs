@@ -274,6 +274,7 @@ pub fn from_create_request(
         network,
         extra_hosts: h.extra_hosts.clone(),
         hosts_file: None,
+        addresses: Vec::new(),
         resolv_conf,
         files: Vec::new(),
         auto_remove: h.auto_remove,

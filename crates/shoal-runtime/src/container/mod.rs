@@ -17,6 +17,7 @@
 mod config;
 mod docker;
 mod error;
+mod exec;
 mod executor;
 mod health;
 mod logs;
@@ -38,6 +39,7 @@ pub use config::{
 };
 pub use docker::{ResolvedImage, from_create_request, health_from_wire};
 pub use error::{Error, Result};
+pub use exec::{ExecInfo, ExecOutputStream, ExecSpec};
 pub use executor::{Executor, ExecutorError, TaskExit};
 pub use logs::{LogOptions, LogRecord, LogStream, LogStreamBox};
 pub use runtime::{

@@ -200,6 +200,7 @@ pub(crate) struct Inner {
     /// Makes name checks and inserts of concurrent creates atomic.
     create_lock: Mutex<()>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) execs: super::exec::ExecTable,
 }
 
 impl Drop for Inner {
@@ -213,7 +214,7 @@ impl Drop for Inner {
 /// leaves every container running.
 #[derive(Clone)]
 pub struct Runtime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 fn write_json_atomic<T: Serialize>(path: &Path, v: &T) -> Result<()> {
@@ -419,6 +420,7 @@ impl Runtime {
                 volumes,
                 create_lock: Mutex::new(()),
                 shutdown: CancellationToken::new(),
+                execs: Default::default(),
             }),
         })
     }
@@ -825,6 +827,7 @@ impl Runtime {
         if let Ok(mut m) = self.inner.containers.lock() {
             m.remove(&ctr.id);
         }
+        self.inner.execs.forget_container(&ctr.id);
         let _ = std::fs::remove_dir_all(&ctr.run_dir);
         std::fs::remove_dir_all(&ctr.dir).ctx(|| format!("removing {}", ctr.dir.display()))?;
         if opts.volumes {
@@ -1117,7 +1120,7 @@ fn merged_env(cfg: &ContainerConfig, hostname: &str, home: Option<&str>) -> Vec<
         .collect()
 }
 
-fn exit_code_of(st: &std::process::ExitStatus) -> i32 {
+pub(crate) fn exit_code_of(st: &std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     st.code()
         .unwrap_or_else(|| st.signal().map(|s| 128 + s).unwrap_or(-1))
@@ -1321,7 +1324,7 @@ async fn launch(inner: &Arc<Inner>, ctr: &Arc<Ctr>) -> Result<(i32, i32)> {
                         .map(|(h, ip)| (h.to_string(), ip.to_string()))
                 })
                 .collect();
-            rootfs::hosts_file(&hostname, &[], &extra)
+            rootfs::hosts_file(&hostname, &cfg.addresses, &extra)
         }
     };
     std::fs::write(ctr.dir.join("hosts"), hosts).ctx(|| "writing hosts".to_string())?;

@@ -436,7 +436,7 @@ impl shoal_api::Backend for DaemonBackend {
         &self,
         opts: shoal_api::ContainerListOptions,
     ) -> BackendResult<Vec<Value>> {
-        let mut all = containers::list(&self.0.runtime, opts.all);
+        let mut all = containers::list(&self.0, opts.all);
         let labels = opts.filters.get("label");
         if !labels.is_empty() {
             all.retain(|c| {
@@ -453,14 +453,7 @@ impl shoal_api::Backend for DaemonBackend {
     }
 
     async fn container_create(&self, name: Option<String>, body: Value) -> BackendResult<Value> {
-        let cfg = containers::create_config(&self.0.images, name, body)?;
-        let id = self
-            .0
-            .runtime
-            .create(cfg)
-            .await
-            .map_err(containers::api_error)?;
-        Ok(serde_json::json!({"Id": id, "Warnings": []}))
+        containers::create(&self.0, name, body).await
     }
 
     async fn container_start(&self, id: &str) -> BackendResult<()> {
@@ -512,7 +505,7 @@ impl shoal_api::Backend for DaemonBackend {
     }
 
     async fn container_inspect(&self, id: &str, _size: bool) -> BackendResult<Value> {
-        containers::inspect(&self.0.runtime, id)
+        containers::inspect(&self.0, id)
     }
 
     async fn container_logs(&self, id: &str, opts: LogsOptions) -> BackendResult<Logs> {
@@ -524,7 +517,39 @@ impl shoal_api::Backend for DaemonBackend {
     }
 
     async fn container_remove(&self, id: &str, force: bool, volumes: bool) -> BackendResult<()> {
-        containers::remove(&self.0.runtime, id, force, volumes).await
+        containers::remove(&self.0, id, force, volumes).await
+    }
+
+    async fn exec_create(&self, container: &str, body: Value) -> BackendResult<Value> {
+        containers::exec_create(&self.0.runtime, container, body)
+    }
+
+    async fn exec_start(&self, id: &str, body: Value) -> BackendResult<Logs> {
+        containers::exec_start(&self.0.runtime, id, body).await
+    }
+
+    async fn exec_inspect(&self, id: &str) -> BackendResult<Value> {
+        containers::exec_inspect(&self.0.runtime, id)
+    }
+
+    async fn volume_list(&self, filters: Filters) -> BackendResult<Value> {
+        containers::volume_list(&self.0.runtime, &filters)
+    }
+
+    async fn volume_create(&self, body: Value) -> BackendResult<Value> {
+        containers::volume_create(&self.0.runtime, body)
+    }
+
+    async fn volume_inspect(&self, name: &str) -> BackendResult<Value> {
+        containers::volume_inspect(&self.0.runtime, name)
+    }
+
+    async fn volume_remove(&self, name: &str, force: bool) -> BackendResult<()> {
+        containers::volume_remove(&self.0.runtime, name, force)
+    }
+
+    async fn volume_prune(&self, filters: Filters) -> BackendResult<Value> {
+        containers::volume_prune(&self.0.runtime, &filters)
     }
 
     async fn distribution_inspect(

@@ -37,6 +37,14 @@ pub struct DaemonArgs {
     /// OCI runtime binary: runc or crun.
     #[arg(long)]
     pub runtime: Option<String>,
+    /// Gateway address and subnet of the default bridge network (like dockerd's --bip),
+    /// e.g. 172.17.0.1/16 (the default).
+    #[arg(long)]
+    pub bip: Option<String>,
+    /// Name of the default bridge's interface (default: derived from the data root, so
+    /// daemons sharing a network namespace never collide).
+    #[arg(long)]
+    pub bridge: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -52,6 +60,8 @@ struct FileConfig {
     cgroup_parent: Option<String>,
     node_hostname: Option<String>,
     runtime: Option<String>,
+    bip: Option<String>,
+    bridge: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +75,10 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     pub hostname: String,
     pub runtime: String,
+    /// `--bip`: the default bridge's gateway/prefix (checked when the bridge is set up).
+    pub bip: Option<String>,
+    /// `--bridge`: the default bridge's interface name.
+    pub bridge: Option<String>,
 }
 
 pub const DEFAULT_SOCKET: &str = "/run/shoal/shoal.sock";
@@ -141,6 +155,8 @@ impl DaemonConfig {
                 .or(file.node_hostname)
                 .unwrap_or_else(machine_hostname),
             runtime,
+            bip: args.bip.or(file.bip),
+            bridge: args.bridge.or(file.bridge),
         })
     }
 }

@@ -1,16 +1,19 @@
-//! Standalone container endpoints: Docker's container API over this node's runtime and image
-//! store. Containers get their own network namespace (loopback only) or the host's; bridge
-//! networking and `-p` publishing come with the network data plane and are refused clearly.
+//! Standalone container endpoints: Docker's container, exec and volume API over this node's
+//! runtime and image store. Containers join the default bridge network (their own namespace,
+//! an address, published ports), the host's network, or none (loopback only).
 
-use super::images::Images;
+use super::Daemon;
+use super::bridge::{self, Bridge, PortRequest};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use shoal_api::{Logs, LogsOptions, StdStream};
 use shoal_runtime::container::{
-    self as rt, ContainerConfig, RemoveOptions, Runtime, WaitCondition,
+    self as rt, ExecOptions, ExecSpec, NetworkMode, RemoveOptions, Runtime, WaitCondition,
 };
 use shoal_types::ApiError;
-use shoal_types::container::ContainerCreateRequest;
+use shoal_types::container::{ContainerCreateRequest, ExecCreateRequest};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub fn api_error(e: rt::Error) -> ApiError {
@@ -28,29 +31,88 @@ fn ts(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
         .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
 }
 
-pub fn list(rt: &Runtime, all: bool) -> Vec<Value> {
-    rt.list(all)
+/// The bridge, or why this daemon has none.
+fn bridge_of(d: &Daemon) -> Result<&Arc<Bridge>, ApiError> {
+    d.bridge.as_ref().map_err(|e| {
+        ApiError::unavailable(format!("the default bridge network is not available: {e}"))
+    })
+}
+
+fn network_mode_name(c: &rt::ContainerConfig, on_bridge: bool) -> &'static str {
+    match &c.network {
+        _ if on_bridge => bridge::NETWORK_NAME,
+        NetworkMode::Host => "host",
+        NetworkMode::Isolated => "none",
+        NetworkMode::Netns(_) => "default",
+    }
+}
+
+pub fn list(d: &Daemon, all: bool) -> Vec<Value> {
+    let br = d.bridge.as_ref().ok();
+    d.runtime
+        .list(all)
         .into_iter()
         .map(|c| {
+            let ep = br.and_then(|b| b.endpoint_of(&c.id));
+            let (ports, nets, mode) = match (br, &ep) {
+                (Some(b), Some(ep)) => (
+                    bridge::ps_ports(ep),
+                    b.network_settings(Some(ep))["Networks"].clone(),
+                    bridge::NETWORK_NAME,
+                ),
+                _ => (json!([]), json!({}), "default"),
+            };
             json!({
                 "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image,
                 "ImageID": c.image_id, "Command": c.command, "Created": c.created.timestamp(),
-                "State": c.state, "Status": c.status, "Labels": c.labels, "Ports": [],
-                "Mounts": [], "HostConfig": {"NetworkMode": "default"},
-                "NetworkSettings": {"Networks": {}},
+                "State": c.state, "Status": c.status, "Labels": c.labels, "Ports": ports,
+                "Mounts": [], "HostConfig": {"NetworkMode": mode},
+                "NetworkSettings": {"Networks": nets},
             })
         })
         .collect()
 }
 
-pub fn inspect(rt: &Runtime, id: &str) -> Result<Value, ApiError> {
-    let c = rt.inspect(id).map_err(api_error)?;
+pub fn inspect(d: &Daemon, id: &str) -> Result<Value, ApiError> {
+    let c = d.runtime.inspect(id).map_err(api_error)?;
+    let ep = d.bridge.as_ref().ok().and_then(|b| b.endpoint_of(&c.id));
+    let net = match (d.bridge.as_ref().ok(), &ep) {
+        (Some(b), Some(ep)) => b.network_settings(Some(ep)),
+        _ => json!({"Networks": {}, "Ports": {}}),
+    };
+    let port_bindings = ep
+        .as_ref()
+        .map(|e| {
+            let mut m = serde_json::Map::new();
+            for p in &e.ports {
+                let key = format!("{}/{}", p.container_port, p.proto);
+                let entry = m.entry(key).or_insert_with(|| json!([]));
+                if let Some(a) = entry.as_array_mut() {
+                    a.push(json!({
+                        "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                        "HostPort": p.host_port.to_string(),
+                    }));
+                }
+            }
+            Value::Object(m)
+        })
+        .unwrap_or_else(|| json!({}));
+    let exposed: serde_json::Map<String, Value> = ep
+        .as_ref()
+        .map(|e| e.exposed.iter().map(|k| (k.clone(), json!({}))).collect())
+        .unwrap_or_default();
     let s = &c.state;
     let status = serde_json::to_value(s.status).unwrap_or(json!("created"));
     let health = s
         .health
         .as_ref()
         .map(|h| json!({"Status": h.status, "FailingStreak": h.failing_streak, "Log": h.log}));
+    let hostname = c
+        .config
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| c.id.chars().take(12).collect());
     Ok(json!({
         "Id": c.id, "Created": ts(Some(c.created)), "Path": c.path, "Args": c.args,
         "State": {
@@ -64,39 +126,132 @@ pub fn inspect(rt: &Runtime, id: &str) -> Result<Value, ApiError> {
         "ResolvConfPath": c.resolv_conf_path, "HostnamePath": c.hostname_path,
         "HostsPath": c.hosts_path, "LogPath": c.log_path,
         "Config": {
-            "Hostname": c.config.hostname.clone().unwrap_or_default(), "Image": c.image,
+            "Hostname": hostname, "Image": c.image,
             "Env": c.config.env, "Cmd": c.config.cmd, "Entrypoint": c.config.entrypoint,
             "WorkingDir": c.config.working_dir.clone().unwrap_or_default(),
             "Labels": c.config.labels, "User": c.config.user.clone().unwrap_or_default(),
+            "ExposedPorts": exposed, "StopSignal": c.config.stop_signal,
+            "Tty": false, "OpenStdin": false, "AttachStdout": false, "AttachStderr": false,
         },
         "HostConfig": {
+            "NetworkMode": network_mode_name(&c.config, ep.is_some()),
+            "PortBindings": port_bindings,
             "Memory": c.config.resources.memory, "NanoCpus": c.config.resources.nano_cpus,
             "PidsLimit": c.config.resources.pids_limit, "ReadonlyRootfs": c.config.read_only,
             "RestartPolicy": {"Name": c.config.restart_policy.name(), "MaximumRetryCount": 0},
             "CapAdd": c.config.cap_add, "CapDrop": c.config.cap_drop,
+            "AutoRemove": c.config.auto_remove,
         },
         "Mounts": c.volumes.iter().map(|(n, d)| json!({"Type": "volume", "Name": n, "Destination": d})).collect::<Vec<_>>(),
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": net,
     }))
 }
 
-/// Docker's create request → a runtime config, with the image resolved locally.
-pub fn create_config(
-    images: &Images,
-    name: Option<String>,
-    body: Value,
-) -> Result<ContainerConfig, ApiError> {
+/// Container ids the runtime knows (any state).
+fn live_ids(rt: &Runtime) -> HashSet<String> {
+    rt.list(true).into_iter().map(|c| c.id).collect()
+}
+
+/// Docker's create: the image resolved locally, the network wired (bridge: a namespace with an
+/// address and published ports), then the container created in the runtime. On failure
+/// nothing is left behind.
+pub async fn create(d: &Daemon, name: Option<String>, body: Value) -> Result<Value, ApiError> {
     let req: ContainerCreateRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::invalid_argument(format!("invalid container config: {e}")))?;
     req.validate()?;
+    let image = d.images.resolve(&req.config.image)?;
+    let mut cfg = rt::from_create_request(&req, name.as_deref(), image).map_err(api_error)?;
     let h = &req.host_config;
-    if !h.port_bindings.is_empty() || h.publish_all_ports {
-        return Err(ApiError::invalid_argument(
-            "publishing ports (-p/-P) needs the bridge network, which this build does not provide yet",
-        ));
+    let mut warnings: Vec<String> = Vec::new();
+    let endpoint = match h.network_mode.as_str() {
+        "" | "default" | "bridge" => {
+            let br = bridge_of(d)?;
+            // -P publishes what the image EXPOSEs too.
+            let mut exposed: std::collections::BTreeSet<String> =
+                req.config.exposed_ports.keys().cloned().collect();
+            if let Ok(ic) = d.images.store.image_config(&req.config.image) {
+                exposed.extend(ic.exposed_ports.unwrap_or_default().into_keys());
+            }
+            let ports = PortRequest {
+                bindings: h.port_bindings.clone(),
+                publish_all: h.publish_all_ports,
+                exposed,
+            };
+            let ep = br
+                .allocate(&ports)
+                .await
+                .map_err(|e| ApiError::invalid_argument(format!("{e:#}")))?;
+            cfg.network = NetworkMode::Netns(ep.netns.clone());
+            cfg.addresses = vec![ep.ip.to_string()];
+            Some((br.clone(), ep))
+        }
+        "host" | "none" => {
+            if !h.port_bindings.is_empty() || h.publish_all_ports {
+                warnings.push(format!(
+                    "Published ports are discarded when using {} network mode",
+                    h.network_mode
+                ));
+            }
+            cfg.network = if h.network_mode == "host" {
+                NetworkMode::Host
+            } else {
+                NetworkMode::Isolated
+            };
+            None
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "network {other} not found: standalone containers can use the bridge, host or none networks"
+            )));
+        }
+    };
+    let id = match d.runtime.create(cfg).await {
+        Ok(id) => id,
+        Err(e) => {
+            if let Some((br, ep)) = &endpoint {
+                br.release(&ep.key).await;
+            }
+            return Err(api_error(e));
+        }
+    };
+    if let Some((br, ep)) = &endpoint
+        && let Err(e) = br.bind(&ep.key, &id).await
+    {
+        let _ = d
+            .runtime
+            .remove(
+                &id,
+                RemoveOptions {
+                    force: true,
+                    volumes: true,
+                },
+            )
+            .await;
+        br.gc(&live_ids(&d.runtime)).await;
+        return Err(ApiError::internal(format!("{e:#}")));
     }
-    let image = images.resolve(&req.config.image)?;
-    rt::from_create_request(&req, name.as_deref(), image).map_err(api_error)
+    Ok(json!({"Id": id, "Warnings": warnings}))
+}
+
+/// Releases the bridge endpoints of containers that are gone (removed, or auto-removed by
+/// the runtime after they exited).
+pub async fn collect_endpoints(d: &Daemon) {
+    if let Ok(b) = &d.bridge {
+        b.gc(&live_ids(&d.runtime)).await;
+    }
+}
+
+/// Runs [`collect_endpoints`] every few seconds for containers removed by the runtime itself.
+pub fn spawn_endpoint_gc(d: std::sync::Weak<Daemon>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(d) = d.upgrade() else { return };
+            collect_endpoints(&d).await;
+        }
+    });
 }
 
 pub async fn wait(rt: &Runtime, id: &str, condition: &str) -> Result<Value, ApiError> {
@@ -159,13 +314,189 @@ pub async fn stop(
         .map_err(api_error)
 }
 
-pub async fn remove(rt: &Runtime, id: &str, force: bool, volumes: bool) -> Result<(), ApiError> {
-    rt.remove(id, RemoveOptions { force, volumes })
+pub async fn remove(d: &Daemon, id: &str, force: bool, volumes: bool) -> Result<(), ApiError> {
+    d.runtime
+        .remove(id, RemoveOptions { force, volumes })
         .await
-        .map_err(api_error)
+        .map_err(api_error)?;
+    collect_endpoints(d).await;
+    Ok(())
 }
 
 pub async fn top(rt: &Runtime, id: &str) -> Result<Value, ApiError> {
     let t = rt.top(id).await.map_err(api_error)?;
     Ok(json!({"Titles": t.titles, "Processes": t.processes}))
+}
+
+// ---- exec ----
+
+pub fn exec_create(rt: &Runtime, container: &str, body: Value) -> Result<Value, ApiError> {
+    let req: ExecCreateRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid_argument(format!("invalid exec config: {e}")))?;
+    req.validate()?;
+    if req.privileged {
+        return Err(ApiError::invalid_argument(
+            "privileged exec is not supported by Shoal",
+        ));
+    }
+    let spec = ExecSpec {
+        opts: ExecOptions {
+            cmd: req.cmd,
+            env: req.env,
+            user: Some(req.user).filter(|u| !u.is_empty()),
+            working_dir: Some(req.working_dir).filter(|w| !w.is_empty()),
+            tty: req.tty,
+        },
+        attach_stdout: req.attach_stdout,
+        attach_stderr: req.attach_stderr,
+    };
+    let id = rt.exec_create(container, spec).map_err(api_error)?;
+    Ok(json!({"Id": id}))
+}
+
+pub async fn exec_start(rt: &Runtime, id: &str, body: Value) -> Result<Logs, ApiError> {
+    let detach = body.get("Detach").and_then(Value::as_bool).unwrap_or(false);
+    let tty = rt.exec_inspect(id).map_err(api_error)?.spec.opts.tty;
+    let out = rt.exec_start(id).await.map_err(api_error)?;
+    if detach {
+        drop(out);
+        return Ok(Logs {
+            tty,
+            lines: futures::stream::empty().boxed(),
+        });
+    }
+    let lines = out
+        .map(|(stream, data)| {
+            Ok(shoal_api::LogLine {
+                stream: match stream {
+                    rt::LogStream::Stdout => StdStream::Stdout,
+                    rt::LogStream::Stderr => StdStream::Stderr,
+                },
+                timestamp: chrono::Utc::now(),
+                attrs: Vec::new(),
+                line: bytes::Bytes::from(data),
+            })
+        })
+        .boxed();
+    Ok(Logs { tty, lines })
+}
+
+pub fn exec_inspect(rt: &Runtime, id: &str) -> Result<Value, ApiError> {
+    let e = rt.exec_inspect(id).map_err(api_error)?;
+    let o = &e.spec.opts;
+    Ok(json!({
+        "ID": e.id, "Running": e.running, "ExitCode": e.exit_code,
+        "ProcessConfig": {
+            "tty": o.tty, "entrypoint": o.cmd.first().cloned().unwrap_or_default(),
+            "arguments": o.cmd.iter().skip(1).collect::<Vec<_>>(), "privileged": false,
+            "user": o.user.clone().unwrap_or_default(),
+        },
+        "OpenStdin": false, "OpenStderr": e.spec.attach_stderr,
+        "OpenStdout": e.spec.attach_stdout, "CanRemove": false,
+        "ContainerID": e.container_id, "DetachKeys": "", "Pid": e.pid,
+    }))
+}
+
+// ---- volumes ----
+
+fn volume_json(rt: &Runtime, v: &rt::Volume) -> Value {
+    json!({
+        "Name": v.name, "Driver": v.driver, "Mountpoint": v.mountpoint,
+        "CreatedAt": v.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "Labels": v.labels, "Scope": v.scope, "Options": v.options,
+        "UsageData": {"Size": -1, "RefCount": rt.volume_users(&v.name).len()},
+    })
+}
+
+fn volume_matches(rt: &Runtime, v: &rt::Volume, f: &shoal_api::Filters) -> bool {
+    let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
+        let vals = f.get(key);
+        vals.is_empty() || vals.iter().any(|x| pred(x))
+    };
+    any("name", &|x| v.name.contains(x))
+        && any("driver", &|x| x == v.driver)
+        && any("label", &|x| match x.split_once('=') {
+            Some((k, val)) => v.labels.get(k).is_some_and(|have| have == val),
+            None => v.labels.contains_key(x),
+        })
+        && any("dangling", &|x| {
+            let unused = rt.volume_users(&v.name).is_empty();
+            matches!(x, "true" | "1") == unused
+        })
+}
+
+pub fn volume_list(rt: &Runtime, filters: &shoal_api::Filters) -> Result<Value, ApiError> {
+    filters.validate(&["name", "driver", "label", "dangling"])?;
+    let vols = rt.volume_list().map_err(api_error)?;
+    let list: Vec<Value> = vols
+        .iter()
+        .filter(|v| volume_matches(rt, v, filters))
+        .map(|v| volume_json(rt, v))
+        .collect();
+    Ok(json!({"Volumes": list, "Warnings": []}))
+}
+
+pub fn volume_create(rt: &Runtime, body: Value) -> Result<Value, ApiError> {
+    let req: shoal_types::volume::VolumeCreateRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::invalid_argument(format!("invalid volume config: {e}")))?;
+    req.validate()?;
+    let v = rt
+        .volume_create(
+            Some(req.name.as_str()),
+            Some(req.driver.as_str()),
+            req.labels,
+            req.driver_opts,
+        )
+        .map_err(api_error)?;
+    Ok(volume_json(rt, &v))
+}
+
+pub fn volume_inspect(rt: &Runtime, name: &str) -> Result<Value, ApiError> {
+    let v = rt.volume_inspect(name).map_err(api_error)?;
+    Ok(volume_json(rt, &v))
+}
+
+pub fn volume_remove(rt: &Runtime, name: &str, force: bool) -> Result<(), ApiError> {
+    rt.volume_remove(name, force).map_err(api_error)
+}
+
+/// Removes volumes no container uses: anonymous ones only, or every unused one with
+/// `all=true` (Docker's rule since API 1.42).
+pub fn volume_prune(rt: &Runtime, filters: &shoal_api::Filters) -> Result<Value, ApiError> {
+    filters.validate(&["label", "all"])?;
+    let all = filters
+        .get("all")
+        .first()
+        .is_some_and(|v| matches!(*v, "true" | "1"));
+    let mut deleted = Vec::new();
+    let mut reclaimed: u64 = 0;
+    for v in rt.volume_list().map_err(api_error)? {
+        if (!all && !v.anonymous)
+            || !rt.volume_users(&v.name).is_empty()
+            || !volume_matches(rt, &v, filters)
+        {
+            continue;
+        }
+        let size = dir_size(&v.mountpoint);
+        if rt.volume_remove(&v.name, false).is_ok() {
+            reclaimed += size;
+            deleted.push(v.name);
+        }
+    }
+    Ok(json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}))
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    fn walk(p: &std::path::Path, depth: u32) -> u64 {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if !md.is_dir() || depth > 64 {
+            return md.len();
+        }
+        std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| walk(&e.path(), depth + 1)).sum())
+            .unwrap_or(0)
+    }
+    walk(p, 0)
 }

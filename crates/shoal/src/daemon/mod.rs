@@ -3,6 +3,7 @@
 pub mod active;
 pub mod addr;
 mod backend;
+pub mod bridge;
 pub mod config;
 mod containers;
 pub mod describe;
@@ -11,8 +12,8 @@ pub mod images;
 pub mod local_state;
 mod logs;
 mod named_data;
-mod networks;
 pub mod netplane;
+mod networks;
 pub mod swarm;
 
 use anyhow::{Context, Result};
@@ -33,6 +34,8 @@ pub struct Daemon {
     unlock_key_used: Mutex<Option<String>>,
     pub images: Arc<images::Images>,
     pub runtime: shoal_runtime::container::Runtime,
+    /// The default bridge network for standalone containers, or why it could not be set up.
+    pub bridge: std::result::Result<Arc<bridge::Bridge>, String>,
     task_executor: Arc<dyn shoal_agent::worker::TaskExecutor>,
     /// Seals this manager's Raft data on disk.
     dek: std::sync::Mutex<Option<[u8; 32]>>,
@@ -107,9 +110,11 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
             shoal_runtime::container::Executor::new(runtime.clone()),
             &cfg.data_root,
         ));
+    let bridge = bridge::open_default(&cfg, &runtime).await;
     let daemon = Arc::new(Daemon {
         images,
         runtime,
+        bridge,
         task_executor,
         dek: std::sync::Mutex::new(None),
         cfg: cfg.clone(),
@@ -126,6 +131,7 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.socket.display()))?;
     tracing::info!(socket = %cfg.socket.display(), "API listening");
+    containers::spawn_endpoint_gc(Arc::downgrade(&daemon));
     if let Err(e) = daemon.restore().await {
         tracing::error!("could not restore the swarm state: {e:#}");
     }
@@ -143,6 +149,7 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
     if let Slot::Active(node) = slot {
         node.stop().await;
     }
+    bridge::shutdown(&daemon).await;
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("stopped");
     Ok(())
