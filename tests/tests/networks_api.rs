@@ -244,6 +244,22 @@ fn overlay_networks_through_the_docker_cli() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("nosuchnet"), "{e}");
+    let e = h1
+        .docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "rr",
+            "--endpoint-mode",
+            "dnsrr",
+            "-p",
+            "8088:80",
+            "shoal-test/busybox:latest",
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dnsrr"), "{e}");
     let vip = wait_for("web's VIP", Duration::from_secs(20), || {
         let out = h1.docker(&["service", "inspect", "web"])?;
         let v: Value = serde_json::from_str(&out)?;

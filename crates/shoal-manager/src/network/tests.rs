@@ -391,6 +391,9 @@ fn exhaustion_is_a_pending_status_not_a_panic() {
         assert_eq!(t.status.message, "no available IP address in network tiny");
         assert!(t.node_id.is_empty() && t.networks_attachments.is_empty());
     }
+    // Stuck tasks are retried every pass without rewriting anything meanwhile.
+    let changes = pass(&sim.mem, sim.now);
+    assert!(changes.is_empty(), "{changes:?}");
     // Scaling down frees addresses; nothing stays stuck.
     sim.update(&svc, |s| {
         s.mode = shoal_types::service::ServiceMode::replicated(3)
