@@ -545,3 +545,124 @@ fn daemon_restart_keeps_and_adopts_container_networking() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// An `encrypted` overlay: HTTP between containers on two nodes works, and a capture on the
+/// underlay shows WireGuard only: no VXLAN (4789) and never the page's marker in clear.
+#[test]
+fn encrypted_overlay_carries_nothing_in_clear() -> Result<()> {
+    let images = test_images()?;
+    let lab = Lab::new(LabOptions {
+        hosts: 2,
+        daemon_args: Vec::new(),
+    })?;
+    lab.form_cluster(1)?;
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
+    }
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 2).then_some(()))
+    })?;
+    let h1 = lab.host(1);
+    h1.docker(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--opt",
+        "encrypted",
+        "sec",
+    ])?;
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "sec",
+        "--constraint",
+        "node.hostname==node1",
+        "shoal-test/httpd:latest",
+    ])?;
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "sec",
+        "--constraint",
+        "node.hostname==node2",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])?;
+    let client = wait_for("client running", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "client").pop())
+    })?;
+    wait_for("web running", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "web").pop())
+    })?;
+    let c = client.container.clone();
+    wait_for(
+        "client reaches web over the encrypted overlay",
+        Duration::from_secs(30),
+        || {
+            Ok(http_in_container(&lab, &c, "web", "/")?
+                .contains(MARKER)
+                .then_some(()))
+        },
+    )?;
+
+    // Capture node2's underlay while fetching the page again.
+    let pcap = lab.dir.path().join("underlay.pcap");
+    let pcap_s = pcap.to_string_lossy().to_string();
+    let mut dump = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.host(2).netns,
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            &pcap_s,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(800));
+    let mut fetched = 0;
+    for _ in 0..5 {
+        if http_in_container(&lab, &c, "web", "/")?.contains(MARKER) {
+            fetched += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: the tcpdump we started, by PID.
+    unsafe { libc::kill(dump.id() as i32, libc::SIGTERM) };
+    let _ = dump.wait();
+    assert_eq!(fetched, 5, "the page did not come through every time");
+    let raw = std::fs::read(&pcap)?;
+    assert!(raw.len() > 24, "empty capture");
+    assert!(
+        !raw.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+        "the marker crossed the underlay in clear"
+    );
+    let vxlan = run("tcpdump", &["-n", "-r", &pcap_s, "udp port 4789"])?;
+    assert!(
+        vxlan.trim().is_empty(),
+        "bare VXLAN on the underlay: {vxlan}"
+    );
+    let wg = run("tcpdump", &["-n", "-r", &pcap_s, "udp port 51820"])?;
+    assert!(
+        wg.lines().count() >= 5,
+        "no WireGuard traffic captured: {wg}"
+    );
+    Ok(())
+}

@@ -11,6 +11,7 @@
 //! Containers outlive the daemon: namespaces, veths and overlays stay when the daemon stops, and
 //! a restarted daemon adopts them again from the tasks it is assigned ([`NetPlane::restore`]).
 
+mod encrypt;
 #[cfg(test)]
 mod node_tests;
 pub mod plan;
@@ -73,6 +74,7 @@ pub struct TaskNetwork {
 
 struct Swarm {
     gossip: Arc<Gossip>,
+    node_id: String,
     vtep: Ipv4Addr,
     underlay_mtu: u32,
     sync: JoinHandle<()>,
@@ -156,6 +158,8 @@ struct State {
     applied_lb: HashMap<String, DesiredState>,
     applied_mesh: Option<DesiredState>,
     applied_remotes: HashMap<String, Vec<(Ipv4Addr, Mac, Ipv4Addr)>>,
+    /// The WireGuard device of encrypted overlays (made on first use).
+    wg: Option<encrypt::Wg>,
     /// Bumped on every local change so the sync loop re-applies even if records look equal.
     dirty: bool,
 }
@@ -315,15 +319,25 @@ impl NetPlane {
             .map(|s| s.to_string())
             .collect();
         let cfg = GossipConfig::new(&info.node_id, gaddr, gaddr, seeds, &info.cluster_id);
-        let gossip = Arc::new(
-            Gossip::start(cfg)
-                .await
-                .map_err(|e| anyhow!("starting gossip on {gaddr}: {e}"))?,
-        );
+        // A previous incarnation in this process (role change) may still be letting go of
+        // the port: retry briefly.
+        let mut attempt = 0;
+        let gossip = loop {
+            match Gossip::start(cfg.clone()).await {
+                Ok(g) => break Arc::new(g),
+                Err(e) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!("gossip on {gaddr} (retrying): {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => bail!("starting gossip on {gaddr}: {e}"),
+            }
+        };
         let me = Arc::downgrade(self);
         let sync = tokio::spawn(sync::run(me));
         st.swarm = Some(Swarm {
             gossip: gossip.clone(),
+            node_id: info.node_id.clone(),
             vtep,
             underlay_mtu,
             sync,
@@ -331,7 +345,9 @@ impl NetPlane {
         // Republish the local endpoints and records (a new gossip generation starts empty).
         for t in st.tasks.values() {
             for p in &t.plans {
-                publish_endpoint(&gossip, p, vtep).await;
+                if let Some(e) = st.overlays.get(&p.network_id) {
+                    publish_endpoint(&gossip, p, e.overlay.spec.local_vtep).await;
+                }
             }
             for r in &t.published {
                 if let Err(e) = gossip.publish_record(r).await {
@@ -369,6 +385,9 @@ impl NetPlane {
         let mut st = self.state.lock().await;
         let Some(sw) = st.swarm.take() else { return };
         sw.sync.abort();
+        // Wait until the loop is gone (it may be waiting for this lock: cancelling it drops
+        // its gossip reference), so gossip below is the last reference.
+        let _ = sw.sync.await;
         if let Some(ing) = st.ingress.take() {
             self.remove_node_ingress(&mut st, ing).await;
         }
@@ -377,6 +396,7 @@ impl NetPlane {
         }
         st.applied_mesh = None;
         st.applied_remotes.clear();
+        st.wg = None;
         match Arc::try_unwrap(sw.gossip) {
             Ok(g) => {
                 if let Err(e) = g.shutdown().await {
@@ -465,9 +485,10 @@ impl NetPlane {
                     .await
                     .with_context(|| format!("attaching to network {}", p.network_name))?
             };
+            let local_vtep = entry.overlay.spec.local_vtep;
             tn.attachments.push(att);
             if let Some(sw) = &st.swarm {
-                publish_endpoint(&sw.gossip, p, vtep).await;
+                publish_endpoint(&sw.gossip, p, local_vtep).await;
             }
         }
         if !plan::host_ports(&tn.task).is_empty() {
@@ -556,19 +577,29 @@ impl NetPlane {
             e.users.insert(user.to_string());
             return Ok(());
         }
-        if p.encrypted {
-            bail!(
-                "network {} is encrypted: encrypted overlays are not supported by this node's data plane yet",
-                p.network_name
-            );
-        }
-        let mtu = shoal_net::overlay_mtu(underlay_mtu, false).map_err(|e| anyhow!("{e}"))?;
+        let local_vtep = if p.encrypted {
+            if st.wg.is_none() {
+                let (gossip, node_id) = match &st.swarm {
+                    Some(s) => (s.gossip.clone(), s.node_id.clone()),
+                    None => bail!("this node is not in a swarm"),
+                };
+                let wg = self
+                    .start_wg(&gossip, &node_id, vtep, underlay_mtu)
+                    .await
+                    .with_context(|| format!("encrypted network {}", p.network_name))?;
+                st.wg = Some(wg);
+            }
+            st.wg.as_ref().map(|w| w.tunnel_ip).unwrap_or(vtep)
+        } else {
+            vtep
+        };
+        let mtu = shoal_net::overlay_mtu(underlay_mtu, p.encrypted).map_err(|e| anyhow!("{e}"))?;
         let spec = OverlaySpec {
             network_id: p.network_id.clone(),
             vni: p.vni,
             subnet: p.subnet,
             gateway: p.gateway,
-            local_vtep: vtep,
+            local_vtep,
             mtu,
             netns_prefix: self.prefix.clone(),
         };
@@ -787,7 +818,12 @@ impl NetPlane {
         };
         match self.add_node_ingress(&mut st, &p, vtep, mtu).await {
             Ok(att) => {
-                publish_endpoint(&gossip, &p, vtep).await;
+                let local_vtep = st
+                    .overlays
+                    .get(&p.network_id)
+                    .map(|e| e.overlay.spec.local_vtep)
+                    .unwrap_or(vtep);
+                publish_endpoint(&gossip, &p, local_vtep).await;
                 tracing::info!(ip = %p.ip, "node ingress endpoint up");
                 st.ingress = Some(NodeIngress {
                     plan: p,

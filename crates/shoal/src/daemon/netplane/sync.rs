@@ -27,16 +27,22 @@ impl NetPlane {
         let mut st = self.state.lock().await;
         let Some(sw) = st.swarm.as_ref() else { return };
         let gossip = sw.gossip.clone();
-        let vtep = sw.vtep;
         let records = gossip.records().await;
         let remotes = gossip.remote_endpoints().await;
+        if let Some(wg) = st.wg.as_mut() {
+            wg.sync_peers(gossip.wg_peers().await);
+        }
 
-        // Remote endpoints per overlay, skipping our own VTEP (local ones sit on the bridge).
+        // Remote endpoints per overlay, skipping our own VTEP (local ones sit on the bridge;
+        // an encrypted overlay's VTEP is the node's tunnel address).
         let ids: Vec<String> = st.overlays.keys().cloned().collect();
         for id in ids {
+            let Some(local) = st.overlays.get(&id).map(|e| e.overlay.spec.local_vtep) else {
+                continue;
+            };
             let mut want: Vec<_> = remotes
                 .iter()
-                .filter(|r| r.endpoint.network == id && r.endpoint.vtep != vtep)
+                .filter(|r| r.endpoint.network == id && r.endpoint.vtep != local)
                 .map(|r| (r.endpoint.ip, r.endpoint.mac, r.endpoint.vtep))
                 .collect();
             want.sort();
