@@ -15,7 +15,7 @@ use shoal_types::service::{Endpoint, EndpointVirtualIP, ResolutionMode};
 use shoal_types::task::NetworkAttachment;
 use shoal_types::{Network, Service, Task, TaskState, TaskStatus};
 
-use super::control::publishes_ingress;
+use super::control::{ghost_networks, holds_addresses, publishes_ingress};
 use super::ipam::{AddressPool, NODE_ADDR_PREFIX, allocate_network, is_allocated, network_subnets};
 use crate::orchestrator::{ClusterState, Plan};
 use shoal_types::network::{OPT_VXLAN_ID_LIST, subnets_overlap};
@@ -51,12 +51,24 @@ fn allocate_networks(st: &ClusterState, plan: &mut Plan) -> BTreeMap<String, Net
         .iter()
         .map(|n| (n.id.clone(), plan.network(n).clone()))
         .collect();
+    let ghosts: Vec<Network> = ghost_networks(
+        st.all_tasks.iter().copied(),
+        &|id| st.networks.contains_key(id),
+        &|id| st.nodes.contains_key(id),
+    )
+    .into_iter()
+    .cloned()
+    .collect();
     for &n in &order {
         if is_allocated(&nets[&n.id]) {
             continue;
         }
         let mut updated = nets[&n.id].clone();
-        let others: Vec<&Network> = nets.values().filter(|o| o.id != n.id).collect();
+        let others: Vec<&Network> = nets
+            .values()
+            .filter(|o| o.id != n.id)
+            .chain(ghosts.iter())
+            .collect();
         match allocate_network(&mut updated, &others, st.cluster) {
             Ok(()) => {
                 let copy = updated.clone();
@@ -70,7 +82,7 @@ fn allocate_networks(st: &ClusterState, plan: &mut Plan) -> BTreeMap<String, Net
             ),
         }
     }
-    repair_conflicts(st, plan, &order, &mut nets);
+    repair_conflicts(st, plan, &order, &ghosts, &mut nets);
     nets
 }
 
@@ -81,6 +93,7 @@ fn repair_conflicts(
     st: &ClusterState,
     plan: &mut Plan,
     order: &[&Network],
+    ghosts: &[Network],
     nets: &mut BTreeMap<String, Network>,
 ) {
     let mut used: HashSet<&str> = HashSet::new();
@@ -126,7 +139,11 @@ fn repair_conflicts(
             let mut updated = nets[&victim.id].clone();
             updated.ipam_options = None;
             updated.driver_state.options.remove(OPT_VXLAN_ID_LIST);
-            let others: Vec<&Network> = nets.values().filter(|o| o.id != victim.id).collect();
+            let others: Vec<&Network> = nets
+                .values()
+                .filter(|o| o.id != victim.id)
+                .chain(ghosts.iter())
+                .collect();
             match allocate_network(&mut updated, &others, st.cluster) {
                 Ok(()) => {
                     tracing::info!(
@@ -175,7 +192,7 @@ fn mark_in_use(
             continue;
         }
         let t = plan.task(t);
-        if t.status.state.is_terminal() {
+        if !holds_addresses(t, &|id| st.nodes.contains_key(id)) {
             continue;
         }
         for a in &t.networks_attachments {

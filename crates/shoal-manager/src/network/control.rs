@@ -9,7 +9,7 @@ use shoal_types::network::{INGRESS_NAME, NetworkInspect, SCOPE_SWARM};
 use shoal_types::service::PublishMode;
 use shoal_types::{
     ApiError, Cluster, Meta, Network, NetworkSpec, Object, ObjectKind, Service, ServiceSpec, Task,
-    new_id, resolve,
+    TaskState, new_id, resolve,
 };
 
 use super::ipam::{NODE_ADDR_PREFIX, allocate_network};
@@ -77,12 +77,19 @@ pub fn create_network(
         ..Network::default()
     };
     net.spec.scope = SCOPE_SWARM.to_string();
-    allocate_network(&mut net, &all, cluster(src))?;
+    let mut others = all.clone();
+    others.extend(ghost_networks(
+        all_tasks(src),
+        &|id| src.object(ObjectKind::Network, id).is_some(),
+        &|id| src.object(ObjectKind::Node, id).is_some(),
+    ));
+    allocate_network(&mut net, &others, cluster(src))?;
     Ok(net)
 }
 
 /// What still uses a network: the first service naming it, else the first task attached to it
-/// that has not ended. For `ingress`, any service publishing ingress ports.
+/// that is still wanted (see [`task_blocks`]). For `ingress`, any service publishing ingress
+/// ports.
 pub fn network_user(src: &dyn ObjectSource, net: &Network) -> Option<String> {
     for o in src.objects(ObjectKind::Service) {
         let Object::Service(s) = o else { continue };
@@ -100,9 +107,15 @@ pub fn network_user(src: &dyn ObjectSource, net: &Network) -> Option<String> {
             });
         }
     }
+    let service_exists = |id: &str| src.object(ObjectKind::Service, id).is_some();
+    let node_exists = |id: &str| src.object(ObjectKind::Node, id).is_some();
     for o in src.objects(ObjectKind::Task) {
         let Object::Task(t) = o else { continue };
-        if task_holds(t, &net.id) {
+        if t.networks_attachments
+            .iter()
+            .any(|a| a.network.id == net.id)
+            && task_blocks(t, &service_exists, &node_exists)
+        {
             return Some(format!(
                 "network {} is in use by task {}",
                 net.spec.annotations.name, t.id
@@ -110,6 +123,56 @@ pub fn network_user(src: &dyn ObjectSource, net: &Network) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a task still holds its network addresses: it has not ended, and its node is still in
+/// the cluster (the tasks of a removed node never report again).
+pub fn holds_addresses(t: &Task, node_exists: &dyn Fn(&str) -> bool) -> bool {
+    !t.status.state.is_terminal() && (t.node_id.is_empty() || node_exists(&t.node_id))
+}
+
+/// Whether a task keeps its networks from being removed: it holds addresses and is still
+/// wanted by a live service. Tasks being stopped (desired shutdown or remove, or whose service
+/// is gone) do not, so `stack rm` can remove a stack's networks right after its services: their
+/// nodes tear the data plane down from the copy in the task's attachment, and the network's
+/// subnet and VXLAN id stay reserved (see [`ghost_networks`]) until those tasks have ended.
+fn task_blocks(
+    t: &Task,
+    service_exists: &dyn Fn(&str) -> bool,
+    node_exists: &dyn Fn(&str) -> bool,
+) -> bool {
+    holds_addresses(t, node_exists)
+        && t.desired_state <= TaskState::Complete
+        && (t.service_id.is_empty() || service_exists(&t.service_id))
+}
+
+/// Removed networks still attached to tasks that hold addresses: their subnets and VXLAN ids
+/// are not handed out again until those tasks have ended.
+pub fn ghost_networks<'a>(
+    tasks: impl Iterator<Item = &'a Task>,
+    network_exists: &dyn Fn(&str) -> bool,
+    node_exists: &dyn Fn(&str) -> bool,
+) -> Vec<&'a Network> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for t in tasks {
+        if !holds_addresses(t, node_exists) {
+            continue;
+        }
+        for a in &t.networks_attachments {
+            if !network_exists(&a.network.id) && seen.insert(a.network.id.as_str()) {
+                out.push(&a.network);
+            }
+        }
+    }
+    out
+}
+
+fn all_tasks(src: &dyn ObjectSource) -> impl Iterator<Item = &Task> {
+    src.objects(ObjectKind::Task).filter_map(|o| match o {
+        Object::Task(t) => Some(t),
+        _ => None,
+    })
 }
 
 /// Whether a service attaches to the network (or, for ingress, publishes ingress ports).
@@ -131,14 +194,6 @@ pub fn publishes_ingress(s: &Service) -> bool {
         .iter()
         .chain(s.spec.endpoint_spec.iter().flat_map(|e| e.ports.iter()))
         .any(|p| p.publish_mode == PublishMode::Ingress)
-}
-
-/// A task keeps its address on a network until it has ended.
-fn task_holds(t: &Task, network_id: &str) -> bool {
-    !t.status.state.is_terminal()
-        && t.networks_attachments
-            .iter()
-            .any(|a| a.network.id == network_id)
 }
 
 /// The delete for `network rm`, refused (nothing changed) while the network is in use.

@@ -196,15 +196,60 @@ fn services_resolve_networks_and_rm_is_refused_while_used() {
     assert_eq!(e.kind, ErrorKind::Conflict);
     assert_eq!(e.message, "network front is in use by service web");
     sim.run(3);
-    // Service gone but its tasks still hold addresses: still in use.
-    let changes = crate::control::remove_service(&sim.mem, &svc).unwrap();
-    sim.mem.apply(&changes[..1]).unwrap();
-    let e = remove_network(&sim.mem, "front").unwrap_err();
+    // A task of a live service blocks removal even without the service naming the network.
+    let mut spec_only = sim.service(&svc);
+    spec_only.spec.task_template.networks.clear();
+    let v = spec_only.meta.version.index;
+    let mut view = sim.mem.clone();
+    view.apply(&[Change::Update {
+        object: Object::Service(spec_only),
+        expected_version: Some(v),
+    }])
+    .unwrap();
+    let e = remove_network(&view, "front").unwrap_err();
     assert!(e.message.contains("in use by task"), "{}", e.message);
-    sim.run(5);
+    // Once the service is gone its tasks (still stopping) do not block: `stack rm` works at once.
+    let old = network(&sim.mem, &net);
+    let changes = crate::control::remove_service(&sim.mem, &svc).unwrap();
+    sim.mem.apply(&changes).unwrap();
     let del = remove_network(&sim.mem, "front").unwrap();
     sim.mem.apply(&[del]).unwrap();
     assert!(find_network(&sim.mem, "front").is_err());
+    // While those tasks still run, their subnet and VXLAN id are not handed out again.
+    let again = create_network(&sim.mem, net_spec("again", ""), sim.now).unwrap();
+    assert_ne!(again.vni(), old.vni());
+    assert_ne!(
+        again.ipam_options.as_ref().unwrap().configs[0].subnet,
+        old.ipam_options.as_ref().unwrap().configs[0].subnet
+    );
+    sim.run(5);
+    assert!(sim.tasks(&svc).is_empty(), "tasks stopped and reaped");
+    let later = create_network(&sim.mem, net_spec("later", ""), sim.now).unwrap();
+    assert_eq!(later.vni(), old.vni(), "reused once the tasks are gone");
+}
+
+#[test]
+fn tasks_of_a_removed_node_give_their_addresses_back() {
+    let mut sim = Sim::new();
+    sim.add_node("n1", &[]);
+    sim.add_node("n2", &[]);
+    add_network(&mut sim, "tiny", "10.7.0.0/29");
+    let svc = sim.create(on_network("w", 4, "tiny"));
+    sim.run(3);
+    assert_eq!(sim.running(&svc).len(), 4);
+    // n2 vanishes (node rm --force while down): its tasks never report again.
+    sim.edit_node("n2", |n| n.status.state = shoal_types::NodeState::Down);
+    sim.mem
+        .apply(&[Change::Delete {
+            kind: ObjectKind::Node,
+            id: "n2".into(),
+            expected_version: None,
+        }])
+        .unwrap();
+    sim.run(10);
+    let running = sim.running(&svc);
+    let on_n1 = running.iter().filter(|t| t.node_id == "n1").count();
+    assert_eq!(on_n1, 4, "replacements got the freed addresses");
 }
 
 #[test]
