@@ -224,6 +224,21 @@ fn logs_come_from_every_node_and_follow_new_tasks() {
             .all(|l| l.get(4..5) == Some("-") && l.contains('T')),
         "{stamped}"
     );
+    // --since: relative (all lines are newer than an hour) and absolute (none after 2099).
+    let recent = h1
+        .shoal(&["service", "logs", "--since", "1h", "talker"])
+        .unwrap();
+    assert_eq!(recent.matches("hello from").count(), 3, "{recent}");
+    let none = h1
+        .shoal_output(&[
+            "service",
+            "logs",
+            "--since",
+            "2099-01-01T00:00:00Z",
+            "talker",
+        ])
+        .unwrap();
+    assert!(none.status.success() && none.stdout.is_empty(), "{none:?}");
     // The stock docker CLI gets the same lines.
     let docker = h1.docker(&["service", "logs", "talker"]).unwrap();
     assert_eq!(docker.matches("hello from").count(), 3, "{docker}");
