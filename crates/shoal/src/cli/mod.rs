@@ -6,8 +6,10 @@
 //! `std::process::exit(cli::run_client(host, cmd).await)`. The host falls back to
 //! `$SHOAL_HOST`, then `unix:///run/shoal/shoal.sock`.
 
+mod container;
 mod events;
 mod format;
+mod image;
 mod network;
 mod node;
 mod secret;
@@ -18,6 +20,7 @@ mod swarm;
 mod system;
 mod tasks;
 mod template;
+mod volume;
 
 use clap::Subcommand;
 use shoal_api::client::is_connect_error;
@@ -63,6 +66,18 @@ pub enum ClientCommand {
     /// Manage swarm stacks
     #[command(subcommand)]
     Stack(StackCommand),
+    /// Standalone containers (`run`, `ps`, `logs`, `exec`, …)
+    #[command(flatten)]
+    Containers(container::ContainerCommand),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// Manage images
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// Why a command failed; decides how the error is printed.
@@ -123,6 +138,11 @@ pub async fn run_client(host: Option<String>, cmd: ClientCommand) -> i32 {
         ClientCommand::Secret(c) => secret::run(&client, secret::Kind::Secret, c).await,
         ClientCommand::Config(c) => secret::run(&client, secret::Kind::Config, c).await,
         ClientCommand::Stack(c) => stack::run(&client, c).await,
+        ClientCommand::Containers(c) | ClientCommand::Container(c) => {
+            container::run(&client, c).await
+        }
+        ClientCommand::Image(c) => image::run(&client, c).await,
+        ClientCommand::Volume(c) => volume::run(&client, c).await,
     };
     match r {
         Ok(()) => 0,
