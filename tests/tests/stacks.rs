@@ -123,6 +123,8 @@ fn deploy(h: &Host, file: &Path, stack: &str, extra: &[&str]) -> std::process::O
 
 fn ok(out: std::process::Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    // Shown with --nocapture or when the test fails.
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success(),
         "failed: {stdout}\n{}",
@@ -549,4 +551,111 @@ fn multi_tier_and_global_agent_examples() {
         Ok((snapshot(h, "shop").is_empty() && snapshot(h, "agents").is_empty()).then_some(()))
     })
     .unwrap();
+}
+
+/// A `docker-registry` (Debian's distribution registry) inside a lab host's namespace, killed
+/// by PID on drop.
+struct Registry {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(netns: &str, addr: &str) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", netns, "docker-registry", "serve"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+        let reg = Registry { child, _dir: dir };
+        let url = format!("http://{addr}/v2/");
+        wait_for("the registry", Duration::from_secs(20), || {
+            Ok(in_ns(netns, &["curl", "-s", "-m", "1", &url]).ok())
+        })
+        .unwrap();
+        reg
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn resolve_image_pins_digests_from_a_registry() {
+    let images = test_images().unwrap();
+    let registry = format!("{}.1:5000", shoal_e2e::LAB_NET);
+    let lab = Lab::new(LabOptions {
+        hosts: 2,
+        daemon_args: vec!["--insecure-registry".into(), registry.clone()],
+    })
+    .unwrap();
+    lab.form_cluster(1).unwrap();
+    let h = lab.host(1);
+    let _reg = Registry::start(&h.netns, &registry);
+    h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])
+        .unwrap();
+    let image = format!("{registry}/shoal-test/busybox:latest");
+    h.docker(&["tag", "shoal-test/busybox:latest", &image])
+        .unwrap();
+    h.docker(&["push", &image]).unwrap();
+    wait_for("ready nodes", Duration::from_secs(30), || {
+        let out = h.shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 2).then_some(()))
+    })
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "services:\n  app:\n    image: {image}\n    command: [\"sleep\", \"600\"]\n    deploy:\n      replicas: 2\n"
+        ),
+    )
+    .unwrap();
+    let out = deploy(h, &file, "reg", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(out);
+    assert!(!stderr.contains("could not be accessed"), "{stderr}");
+    // Both nodes pull the image from the registry, by digest.
+    wait_running(h, "reg_app", 2);
+    let svc = h.api_get("/v1.47/services/reg_app").unwrap();
+    let pinned = svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(pinned.starts_with(&format!("{image}@sha256:")), "{pinned}");
+    assert_eq!(
+        svc["Spec"]["Labels"]["com.docker.stack.image"],
+        image.as_str()
+    );
+    let version = svc["Version"]["Index"].as_u64();
+
+    // Same file, same digest: nothing to update, whichever resolve mode.
+    for mode in ["always", "changed", "never"] {
+        let out = ok(deploy(h, &file, "reg", &["--resolve-image", mode]));
+        assert!(
+            out.contains("Service reg_app is up to date"),
+            "{mode}: {out}"
+        );
+    }
+    let svc = h.api_get("/v1.47/services/reg_app").unwrap();
+    assert_eq!(svc["Version"]["Index"].as_u64(), version);
+    h.shoal(&["stack", "rm", "reg"]).unwrap();
 }

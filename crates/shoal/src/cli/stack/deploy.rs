@@ -76,33 +76,43 @@ pub async fn deploy(c: &Client, a: DeployArgs) -> CliResult {
         .iter()
         .map(|s| (s.spec.annotations.name.as_str(), s))
         .collect();
+    let mut digests: BTreeMap<String, Option<String>> = BTreeMap::new();
     for spec in &mut plan.services {
         let Some(cs) = spec.task_template.container_spec.as_mut() else {
             continue;
         };
         let image = cs.image.clone();
         let current = existing.get(spec.annotations.name.as_str());
-        let query = match (a.resolve_image, current) {
-            (ResolveImage::Never, _) => false,
-            (ResolveImage::Always, _) => true,
-            (ResolveImage::Changed, None) => true,
-            (ResolveImage::Changed, Some(cur)) => {
-                let same = cur.spec.annotations.labels.get(IMAGE_LABEL) == Some(&image);
-                if same {
-                    // Keep the digest pinned last time.
-                    if let Some(cur_cs) = &cur.spec.task_template.container_spec {
-                        cs.image = cur_cs.image.clone();
-                    }
-                }
-                !same
-            }
+        // The image the file names is the one last deployed: with `changed` and `never` the
+        // service keeps the digest pinned then, so an unchanged service stays unchanged.
+        let same =
+            current.is_some_and(|cur| cur.spec.annotations.labels.get(IMAGE_LABEL) == Some(&image));
+        if same
+            && a.resolve_image != ResolveImage::Always
+            && let Some(cur_cs) = current.and_then(|c| c.spec.task_template.container_spec.as_ref())
+        {
+            cs.image = cur_cs.image.clone();
+        }
+        let query = match a.resolve_image {
+            ResolveImage::Always => true,
+            ResolveImage::Changed => !same,
+            ResolveImage::Never => false,
         };
         if query && !image.contains('@') {
-            match resolve_digest(c, &image, auth(&image)?.as_deref()).await {
-                Ok(digest) => cs.image = format!("{image}@{digest}"),
-                Err(_) => eprintln!(
-                    "image {image} could not be accessed on a registry to record\nits digest. Each node will access {image} independently,\npossibly leading to different nodes running different\nversions of the image.\n"
-                ),
+            // One registry question per image, however many services use it.
+            if !digests.contains_key(&image) {
+                let d = resolve_digest(c, &image, auth(&image)?.as_deref())
+                    .await
+                    .ok();
+                if d.is_none() {
+                    eprintln!(
+                        "image {image} could not be accessed on a registry to record\nits digest. Each node will access {image} independently,\npossibly leading to different nodes running different\nversions of the image.\n"
+                    );
+                }
+                digests.insert(image.clone(), d);
+            }
+            if let Some(Some(digest)) = digests.get(&image) {
+                cs.image = format!("{image}@{digest}");
             }
         }
     }
@@ -442,7 +452,8 @@ async fn resolve_digest(c: &Client, image: &str, auth: Option<&str>) -> Result<S
     }
     let v: Value = serde_json::from_slice(&resp.body)
         .map_err(|e| ApiError::new(ErrorKind::Internal, format!("distribution reply: {e}")))?;
-    v.pointer("/Descriptor/Digest")
+    // An OCI descriptor: its keys are lower case.
+    v.pointer("/Descriptor/digest")
         .and_then(Value::as_str)
         .filter(|d| d.starts_with("sha256:"))
         .map(str::to_string)
