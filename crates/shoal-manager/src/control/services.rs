@@ -110,11 +110,11 @@ pub fn update_service(
         new_spec.endpoint_spec.as_ref(),
         &current.endpoint.ports,
     )?;
-    // Publishing through the routing mesh or ceasing to changes the tasks' networks (their
-    // ingress attachment), so it rolls out like a task change, as in Docker.
-    let ingress_changed =
-        publishes_ingress_ports(&new_spec) != publishes_ingress_ports(&current.spec);
-    let task_changed = new_spec.task_template != current.spec.task_template || ingress_changed;
+    // Endpoint changes (ports, routing mesh on or off, vip/dnsrr) redeploy the tasks, as in
+    // Docker: tasks carry the endpoint and their ingress attachment.
+    let endpoint_changed = new_spec.endpoint_spec.clone().unwrap_or_default()
+        != current.spec.endpoint_spec.clone().unwrap_or_default();
+    let task_changed = new_spec.task_template != current.spec.task_template || endpoint_changed;
     let job_rerun = current.mode_kind().is_some_and(ModeKind::is_job)
         && (task_changed || new_spec.mode != current.spec.mode);
     svc.endpoint = Endpoint {
@@ -159,13 +159,6 @@ pub fn update_service(
         });
     }
     Ok(svc)
-}
-
-fn publishes_ingress_ports(spec: &ServiceSpec) -> bool {
-    spec.endpoint_spec
-        .iter()
-        .flat_map(|e| e.ports.iter())
-        .any(|p| p.publish_mode == shoal_types::service::PublishMode::Ingress)
 }
 
 /// Deleting a service: the delete only, as swarmkit does. The leader's orchestration marks the

@@ -631,3 +631,32 @@ fn publishing_a_port_later_rolls_tasks_onto_ingress() {
     assert_eq!(sim.service(&svc).endpoint.virtual_ips.len(), 1);
     live_addresses(&sim);
 }
+
+#[test]
+fn endpoint_mode_change_redeploys_tasks() {
+    let mut sim = Sim::new();
+    sim.add_node("n1", &[]);
+    add_network(&mut sim, "front", "");
+    let svc = sim.create(on_network("web", 2, "front"));
+    sim.run(3);
+    assert!(sim.running(&svc).iter().all(|t| {
+        t.endpoint
+            .as_ref()
+            .is_some_and(|e| e.spec.mode == ResolutionMode::Vip && e.virtual_ips.len() == 1)
+    }));
+    sim.update(&svc, |s| {
+        s.endpoint_spec = Some(EndpointSpec {
+            mode: ResolutionMode::Dnsrr,
+            ..Default::default()
+        })
+    });
+    sim.run(15);
+    let running = sim.running(&svc);
+    assert_eq!(running.len(), 2);
+    for t in &running {
+        let e = t.endpoint.as_ref().expect("endpoint");
+        assert_eq!(e.spec.mode, ResolutionMode::Dnsrr);
+        assert!(e.virtual_ips.is_empty());
+    }
+    live_addresses(&sim);
+}

@@ -152,6 +152,13 @@ pub(crate) fn is_dirty(svc: &Service, t: &Task, node: Option<&Node>) -> bool {
     {
         return true;
     }
+    // Made for another endpoint spec (ports, vip/dnsrr): redeployed, as in Docker.
+    if t.endpoint
+        .as_ref()
+        .is_some_and(|e| e.spec != svc.endpoint.spec)
+    {
+        return true;
+    }
     let want = &svc.spec.task_template;
     if t.spec == *want {
         return false;
