@@ -659,3 +659,64 @@ fn resolve_image_pins_digests_from_a_registry() {
     assert_eq!(svc["Version"]["Index"].as_u64(), version);
     h.shoal(&["stack", "rm", "reg"]).unwrap();
 }
+
+#[test]
+fn external_secret_from_stdin_used_by_a_stack() {
+    let lab = lab_with_images(1);
+    let h = lab.host(1);
+    // `secret create NAME -` reads stdin; `-l` labels it.
+    let out = h
+        .shoal_stdin(
+            &["secret", "create", "-l", "owner=ops", "shared_token", "-"],
+            "from-stdin\n",
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let inspect = h.shoal(&["secret", "inspect", "shared_token"]).unwrap();
+    assert!(inspect.contains("\"owner\": \"ops\""), "{inspect}");
+    let out = h
+        .shoal_stdin(
+            &[
+                "config",
+                "create",
+                "--template-driver",
+                "golang",
+                "tmpl",
+                "-",
+            ],
+            "x\n",
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cfg = h
+        .shoal(&[
+            "config",
+            "inspect",
+            "--format",
+            "{{json .Spec.Templating}}",
+            "tmpl",
+        ])
+        .unwrap();
+    assert_eq!(cfg.trim(), r#"{"Name":"golang"}"#);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stack.yml");
+    std::fs::write(
+        &file,
+        "services:\n  app:\n    image: shoal-test/busybox:latest\n    command: [\"sleep\", \"600\"]\n    secrets:\n      - source: token\n        target: /run/secrets/app_token\n        mode: 0440\nsecrets:\n  token:\n    external: true\n    name: shared_token\n",
+    )
+    .unwrap();
+    let out = ok(deploy(h, &file, "ext", &[]));
+    assert!(!out.contains("Creating secret"), "{out}");
+    let task = wait_running(h, "ext_app", 1);
+    let path = container_root(&lab, &task[0]).join("run/secrets/app_token");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "from-stdin\n");
+    assert_eq!(file_mode(&path), 0o440);
+    // The stack did not make the secret, so removing the stack keeps it.
+    h.shoal(&["stack", "rm", "ext"]).unwrap();
+    wait_for("the stack gone", Duration::from_secs(60), || {
+        Ok(snapshot(h, "ext").is_empty().then_some(()))
+    })
+    .unwrap();
+    assert!(h.api_get("/v1.47/secrets/shared_token").unwrap()["ID"].is_string());
+}

@@ -44,9 +44,9 @@ pub enum StackCommand {
 pub enum ResolveImage {
     /// Always ask the registry
     Always,
-    /// Ask only for new services and services whose image changed
+    /// Ask only for new services and services whose image changed in the file
     Changed,
-    /// Never ask
+    /// Never ask (an image unchanged in the file keeps the digest pinned before)
     Never,
 }
 
