@@ -94,6 +94,8 @@ fn overlay_networks_through_the_docker_cli() {
         ingress["Options"]["com.docker.network.driver.overlay.vxlanid_list"],
         "4096"
     );
+    let opts = ingress["Options"].as_object().cloned().unwrap_or_default();
+    assert_eq!(opts.len(), 1, "per-node bookkeeping hidden: {opts:?}");
 
     // Create with the stock CLI's flags.
     let id = h1

@@ -59,8 +59,9 @@ pub async fn create(
     d: &Daemon,
     req: NetworkCreateRequest,
 ) -> Result<NetworkCreateResponse, ApiError> {
-    let m = d.manager().await?;
+    // The request is checked first: a bad one gets its own error, swarm or not.
     let spec = req.to_spec()?;
+    let m = d.manager().await?;
     let net = network::create_network(&m.view(), spec, chrono::Utc::now())?;
     let id = net.id.clone();
     m.propose(vec![shoal_store::Change::Create(Object::Network(net))])
