@@ -666,3 +666,84 @@ fn encrypted_overlay_carries_nothing_in_clear() -> Result<()> {
     );
     Ok(())
 }
+
+/// A task whose healthcheck fails leaves `tasks.<svc>` (and the VIP set) and comes back once
+/// healthy again.
+#[test]
+fn unhealthy_task_leaves_service_discovery() -> Result<()> {
+    let images = test_images()?;
+    let lab = Lab::new(LabOptions {
+        hosts: 2,
+        daemon_args: Vec::new(),
+    })?;
+    lab.form_cluster(1)?;
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
+    }
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 2).then_some(()))
+    })?;
+    let h1 = lab.host(1);
+    let net = h1
+        .docker(&["network", "create", "-d", "overlay", "front"])?
+        .trim()
+        .to_string();
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--constraint",
+        "node.hostname==node1",
+        "--health-cmd",
+        "cat /tmp/ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "--health-start-period",
+        "0s",
+        "shoal-test/httpd:latest",
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec httpd -f -p 80 -h /www",
+    ])?;
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "front",
+        "--constraint",
+        "node.hostname==node2",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])?;
+    let web = wait_for("web running", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "web").pop())
+    })?;
+    let client = wait_for("client running", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "client").pop())
+    })?;
+    let ip = front_ips(std::slice::from_ref(&web), &net);
+    let c = client.container.clone();
+    wait_for("tasks.web lists the task", Duration::from_secs(30), || {
+        Ok((nslookup(&lab, &c, "tasks.web").ok() == Some(ip.clone())).then_some(()))
+    })?;
+    in_container(&lab, &web.container, &["rm", "/tmp/ok"])?;
+    wait_for("unhealthy task withdrawn", Duration::from_secs(15), || {
+        Ok(nslookup(&lab, &c, "tasks.web").is_err().then_some(()))
+    })?;
+    in_container(&lab, &web.container, &["touch", "/tmp/ok"])?;
+    wait_for("healthy task back", Duration::from_secs(15), || {
+        Ok((nslookup(&lab, &c, "tasks.web").ok() == Some(ip.clone())).then_some(()))
+    })?;
+    Ok(())
+}

@@ -11,8 +11,8 @@ use shoal_runtime::container::{
     SecretFile, health_from_wire,
 };
 use shoal_runtime::image::{Reference, registry::no_progress};
-use shoal_types::task_spec::MountType;
 use shoal_types::task::NetworkAttachment;
+use shoal_types::task_spec::MountType;
 use shoal_types::{Config, Secret, Task};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -252,6 +252,36 @@ impl ContainerExecutor {
     }
 }
 
+/// While a task runs: withdraw it from DNS, VIPs and the mesh when its healthcheck turns
+/// unhealthy, publish it again when it is healthy. Returns only if the container's state can
+/// no longer be followed.
+async fn follow_health(rt: &shoal_runtime::container::Runtime, plane: &NetPlane, id: &str) {
+    let Ok(mut changes) = rt.subscribe(id) else {
+        return;
+    };
+    let mut withdrawn = false;
+    loop {
+        let status = rt
+            .inspect(id)
+            .ok()
+            .and_then(|i| i.state.health)
+            .and_then(|h| serde_json::to_value(h.status).ok());
+        let is = |s: &str| status.as_ref().is_some_and(|v| v == s);
+        if is("unhealthy") && !withdrawn {
+            tracing::info!(container = %id, "unhealthy: withdrawn from service discovery");
+            plane.container_stopping(id).await;
+            withdrawn = true;
+        } else if is("healthy") && withdrawn {
+            tracing::info!(container = %id, "healthy again: published");
+            plane.container_running(id).await;
+            withdrawn = false;
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 #[async_trait]
 impl TaskExecutor for ContainerExecutor {
     async fn prepare(
@@ -300,7 +330,18 @@ impl TaskExecutor for ContainerExecutor {
     }
 
     async fn wait(&self, container: &str) -> Result<Exit, ExecError> {
-        let exit = self.executor.wait(container).await;
+        let exit = match &self.netplane {
+            Some(plane) => {
+                let health = follow_health(self.executor.runtime(), plane, container);
+                tokio::pin!(health);
+                tokio::select! {
+                    r = self.executor.wait(container) => r,
+                    // Health can no longer be followed: just wait for the exit.
+                    () = &mut health => self.executor.wait(container).await,
+                }
+            }
+            None => self.executor.wait(container).await,
+        };
         // Dead or unwaitable: no longer a backend anywhere.
         if let Some(p) = &self.netplane {
             p.container_stopping(container).await;
