@@ -359,6 +359,7 @@ impl Runtime {
                 opts.cgroup_parent
             )));
         }
+        super::host_check::check_runtime(&opts.runtime_bin, &super::host_check::cgroup_layout())?;
         for d in [&root, &run_root] {
             std::fs::create_dir_all(d).ctx(|| format!("creating {}", d.display()))?;
         }
