@@ -660,3 +660,48 @@ fn endpoint_mode_change_redeploys_tasks() {
     }
     live_addresses(&sim);
 }
+
+#[test]
+fn custom_address_pools() {
+    let cluster = shoal_types::Cluster {
+        default_addr_pool: vec!["10.20.0.0/16".into(), "172.30.0.0/16".into()],
+        subnet_size: 26,
+        ..Default::default()
+    };
+    let now = chrono::Utc::now();
+    let ingress = default_ingress(&cluster, now).unwrap();
+    let cfg = &ingress.ipam_options.as_ref().unwrap().configs[0];
+    assert_eq!(
+        cfg.subnet, "10.20.0.0/26",
+        "ingress from the cluster's pool"
+    );
+    assert_eq!(cfg.gateway, "10.20.0.1");
+    assert_eq!(ingress.vni(), Some(4096));
+
+    let mut mem = MemObjects::new();
+    mem.put(Object::Cluster(cluster));
+    mem.put(Object::Network(ingress));
+    let n = create_network(&mem, net_spec("a", ""), now).unwrap();
+    assert_eq!(
+        n.ipam_options.as_ref().unwrap().configs[0].subnet,
+        "10.20.0.64/26"
+    );
+
+    // A pool with room for one subnet: the next network is refused with a clear error.
+    let tiny = shoal_types::Cluster {
+        default_addr_pool: vec!["10.99.0.0/24".into()],
+        subnet_size: 24,
+        ..Default::default()
+    };
+    let mut mem = MemObjects::new();
+    mem.put(Object::Cluster(tiny.clone()));
+    mem.put(Object::Network(default_ingress(&tiny, now).unwrap()));
+    let e = create_network(&mem, net_spec("b", ""), now).unwrap_err();
+    assert!(
+        e.message.contains("could not find an available"),
+        "{}",
+        e.message
+    );
+    // A user subnet outside the pool still works.
+    create_network(&mem, net_spec("c", "192.168.77.0/24"), now).unwrap();
+}
