@@ -362,6 +362,14 @@ fn web_stack_deploy_redeploy_prune_and_rm() {
     let out = ok(deploy(h, &file, "web", &[]));
     assert!(!out.contains("Removing service"), "{out}");
     assert!(h.api_get("/v1.47/services/web_client").unwrap()["ID"].is_string());
+    // A secret's content cannot change: refused before anything is pruned or created.
+    let token = dir.path().join("api_token.txt");
+    std::fs::write(&token, "rotated\n").unwrap();
+    let snap = snapshot(h, "web");
+    let err = refused(deploy(h, &file, "web", &["--prune"]));
+    assert!(err.contains("a secret's content cannot change"), "{err}");
+    assert_eq!(snapshot(h, "web"), snap);
+    std::fs::write(&token, "example-token-not-a-real-secret\n").unwrap();
     let out = ok(deploy(h, &file, "web", &["--prune"]));
     assert!(out.contains("Removing service web_client"), "{out}");
     assert!(!out.contains("Updating service web_web"), "{out}");

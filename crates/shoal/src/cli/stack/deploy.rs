@@ -133,10 +133,6 @@ pub async fn deploy(c: &Client, a: DeployArgs) -> CliResult {
     };
 
     // ---- write ----
-    for s in prune {
-        out(&format!("Removing service {}\n", s.spec.annotations.name));
-        c.service_remove(&s.id).await?;
-    }
     let by_name = |name: &str| secrets.iter().find(|s| s.spec.annotations.name == name);
     let mut secret_ids: BTreeMap<String, String> = secrets
         .iter()
@@ -147,7 +143,14 @@ pub async fn deploy(c: &Client, a: DeployArgs) -> CliResult {
         if let Some(cur) = by_name(&spec.annotations.name) {
             out(&format!("Updating secret {}\n", spec.annotations.name));
             c.secret_update(&cur.id, cur.meta.version.index, spec)
-                .await?;
+                .await
+                .map_err(|e| {
+                    other(format!(
+                        "failed to update secret {name}: {}; a secret's content cannot change: give the changed secret a new name (e.g. `name: {name}_v2`) or remove the stack first",
+                        e.message,
+                        name = spec.annotations.name
+                    ))
+                })?;
         }
     }
     let cfg_by_name = |name: &str| configs.iter().find(|s| s.spec.annotations.name == name);
@@ -163,6 +166,12 @@ pub async fn deploy(c: &Client, a: DeployArgs) -> CliResult {
             c.config_update(&cur.id, cur.meta.version.index, spec)
                 .await?;
         }
+    }
+    // Pruning waits until the updates above were accepted (nothing else is refused later
+    // for reasons known now), and frees ports for the services created below.
+    for s in prune {
+        out(&format!("Removing service {}\n", s.spec.annotations.name));
+        c.service_remove(&s.id).await?;
     }
     for spec in &plan.secrets {
         if by_name(&spec.annotations.name).is_none() {
