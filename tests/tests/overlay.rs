@@ -747,3 +747,81 @@ fn unhealthy_task_leaves_service_discovery() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// A node cut off and healed: afterwards DNS on every side lists exactly the running tasks
+/// and the service answers by name again (gossip converges, stale records go).
+#[test]
+fn healed_partition_converges() -> Result<()> {
+    let images = test_images()?;
+    let lab = Lab::new(LabOptions {
+        hosts: 3,
+        daemon_args: Vec::new(),
+    })?;
+    lab.form_cluster(1)?;
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
+    }
+    wait_for("3 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 3).then_some(()))
+    })?;
+    let h1 = lab.host(1);
+    let net = h1
+        .docker(&["network", "create", "-d", "overlay", "front"])?
+        .trim()
+        .to_string();
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--network",
+        "front",
+        "shoal-test/httpd:latest",
+    ])?;
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "front",
+        "--constraint",
+        "node.hostname==node1",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])?;
+    wait_for("3 running web tasks", Duration::from_secs(60), || {
+        Ok((running_tasks(&lab, "web").len() == 3).then_some(()))
+    })?;
+    let client = wait_for("client running", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "client").pop())
+    })?;
+    let c = client.container.clone();
+    lab.partition(&[3], &[1, 2])?;
+    std::thread::sleep(Duration::from_secs(8));
+    lab.heal()?;
+    let converged = wait_for(
+        "DNS equals the running tasks",
+        Duration::from_secs(90),
+        || {
+            let running = running_tasks(&lab, "web");
+            if running.len() != 3 {
+                return Ok(None);
+            }
+            let want = front_ips(&running, &net);
+            Ok((nslookup(&lab, &c, "tasks.web").ok() == Some(want.clone())).then_some(want))
+        },
+    )?;
+    for ip in &converged {
+        let out = http_in_container(&lab, &c, ip, "/")?;
+        assert!(out.contains(MARKER), "{ip} after the heal: {out}");
+    }
+    assert!(http_in_container(&lab, &c, "web", "/")?.contains(MARKER));
+    Ok(())
+}
