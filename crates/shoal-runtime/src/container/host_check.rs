@@ -97,6 +97,39 @@ pub fn check_runtime(bin: &str, layout: &CgroupLayout) -> Result<()> {
     Ok(())
 }
 
+/// On a unified (v2) host, the controllers a container's limits need must be available at the
+/// root (on hybrid hosts they can be bound to v1 and so missing from v2).
+pub fn check_limits(
+    layout: &CgroupLayout,
+    root_controllers: &str,
+    memory: bool,
+    cpu: bool,
+    pids: bool,
+) -> Result<()> {
+    if *layout != CgroupLayout::Unified {
+        return Ok(());
+    }
+    let have: Vec<&str> = root_controllers.split_whitespace().collect();
+    let missing: Vec<&str> = [("memory", memory), ("cpu", cpu), ("pids", pids)]
+        .into_iter()
+        .filter(|(c, wanted)| *wanted && !have.contains(c))
+        .map(|(c, _)| c)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "cgroup v2 controller(s) {} not available on this host (the v2 hierarchy has: {}), so \
+         the requested limits cannot be enforced",
+        missing.join(", "),
+        if have.is_empty() {
+            "none".to_string()
+        } else {
+            have.join(" ")
+        }
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +166,12 @@ mod tests {
             assert!(e.contains("--runtime runc") && e.contains("hugetlb"), "{e}");
             assert!(check_runtime("crun", &empty).is_ok());
         }
+        let e = check_limits(&CgroupLayout::Unified, "hugetlb", true, false, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("memory, pids") && e.contains("hugetlb"), "{e}");
+        assert!(check_limits(&CgroupLayout::Unified, "cpu memory pids", true, true, true).is_ok());
+        assert!(check_limits(&hybrid, "", true, true, true).is_ok());
         let e = check_runtime("no-such-runtime-xyz", &CgroupLayout::Unified)
             .unwrap_err()
             .to_string();

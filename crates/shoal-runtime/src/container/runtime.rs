@@ -504,6 +504,18 @@ impl Runtime {
             return Err(Error::invalid("no command specified"));
         }
         spec::capability_set(&cfg.cap_add, &cfg.cap_drop)?;
+        let layout = super::host_check::cgroup_layout();
+        if layout == super::host_check::CgroupLayout::Unified {
+            let root =
+                std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+            super::host_check::check_limits(
+                &layout,
+                &root,
+                cfg.resources.memory > 0,
+                cfg.resources.nano_cpus > 0,
+                cfg.resources.pids_limit > 0,
+            )?;
+        }
         if let Some(s) = cfg.stop_signal.as_deref() {
             parse_signal(s)?;
         }
