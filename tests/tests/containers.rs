@@ -1,6 +1,7 @@
 //! Standalone containers on one lab host: the default bridge (published port reached from the
 //! host's namespace and from localhost, two containers talking over the bridge), exec, a named
-//! volume that outlives its containers, the stock docker CLI, and nothing left behind.
+//! volume that outlives its containers, a daemon restart under a running container, the stock
+//! docker CLI, and nothing left behind.
 
 use shoal_e2e::{Lab, LabOptions, in_ns, test_images, wait_for};
 use std::time::Duration;
@@ -58,6 +59,26 @@ fn standalone_containers_bridge_exec_volumes_and_docker_cli() {
         .trim()
         .to_string();
     assert!(ip.starts_with("172.17."), "{ip}");
+
+    // The daemon killed and restarted: the container kept running and its port still answers
+    // (the bridge, veth and rules are adopted, not rebuilt from scratch).
+    lab.host_mut(1).restart().unwrap();
+    let h = lab.host(1);
+    let page = wait_for(
+        "the published port after a restart",
+        Duration::from_secs(20),
+        || {
+            Ok(wget(&ns, "http://127.0.0.1:8080/")
+                .ok()
+                .filter(|p| p.contains(PAGE)))
+        },
+    )
+    .unwrap();
+    assert!(page.contains(PAGE));
+    let ip_again = h
+        .shoal(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"])
+        .unwrap();
+    assert_eq!(ip_again.trim(), ip);
 
     // A second container reaches the first over the bridge; exec shows output and exit codes.
     h.shoal(&[
