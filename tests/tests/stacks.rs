@@ -352,6 +352,30 @@ fn web_stack_deploy_redeploy_prune_and_rm() {
         assert_eq!(snapshot(h, "web"), snap, "a bad file changed the stack");
         assert!(snapshot(h, "fresh").is_empty());
     }
+    // A service of the same name made outside the stack is not taken over.
+    h.shoal(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "fresh_web",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])
+    .unwrap();
+    std::fs::write(
+        &bad,
+        "services:\n  web:\n    image: shoal-test/busybox:latest\n",
+    )
+    .unwrap();
+    let err = refused(deploy(h, &bad, "fresh", &[]));
+    assert!(
+        err.contains("service \"fresh_web\" already exists and is not part of stack \"fresh\""),
+        "{err}"
+    );
+    assert!(snapshot(h, "fresh").is_empty());
+    h.shoal(&["service", "rm", "fresh_web"]).unwrap();
 
     // --prune: the client is no longer in the file.
     let text = std::fs::read_to_string(&file).unwrap();

@@ -65,6 +65,18 @@ pub async fn deploy(c: &Client, a: DeployArgs) -> CliResult {
     check_config_data(&plan, &configs)?;
     let all_services = c.service_list(&Filters::default(), false).await?;
     check_published_ports(&plan, &all_services, a.prune.then_some(a.stack.as_str()))?;
+    // A same-named service outside the stack would make the create fail halfway.
+    for spec in &plan.services {
+        let name = &spec.annotations.name;
+        if all_services.iter().any(|s| {
+            &s.spec.annotations.name == name && !stack_services.iter().any(|o| o.id == s.id)
+        }) {
+            return Err(other(format!(
+                "service {name:?} already exists and is not part of stack {:?}",
+                a.stack
+            )));
+        }
+    }
 
     let auth = |image: &str| -> Result<Option<String>, CliError> {
         if !a.with_registry_auth {
