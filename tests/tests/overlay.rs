@@ -282,6 +282,35 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
     .unwrap();
     assert!(page.contains(MARKER));
 
+    // `network inspect` on node1 shows its local endpoints and the nodes of the overlay.
+    let node1_id = lab.host(1).api_get("/v1.47/info").unwrap()["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let local: BTreeSet<String> = web
+        .iter()
+        .chain([&client])
+        .filter(|t| t.node_id == node1_id)
+        .map(|t| t.container.clone())
+        .collect();
+    if !local.is_empty() {
+        let inspect = wait_for(
+            "network inspect shows endpoints",
+            Duration::from_secs(10),
+            || {
+                let v = h1.api_get(&format!("/v1.47/networks/{net}"))?;
+                let shown: BTreeSet<String> = v["Containers"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                Ok((shown == local).then_some(v))
+            },
+        )
+        .unwrap();
+        let peers = inspect["Peers"].as_array().map(|a| a.len()).unwrap_or(0);
+        assert!(peers >= 2, "peers of front: {inspect}");
+    }
+
     // tasks.<svc> lists the task addresses; <svc> is one VIP.
     let listed = wait_for("tasks.web lists both", Duration::from_secs(10), || {
         let got = nslookup(&lab, &c, "tasks.web")?;

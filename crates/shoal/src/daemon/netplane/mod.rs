@@ -27,6 +27,7 @@ use shoal_net::nft::DesiredState;
 use shoal_net::overlay::{Overlay, OverlaySpec};
 use shoal_net::{Mac, netns};
 use shoal_types::Task;
+use shoal_types::network::{EndpointResource, PeerInfo};
 use shoal_types::task::NetworkAttachment;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -176,6 +177,17 @@ pub struct NetPlane {
     state: Mutex<State>,
     /// Small files that must survive a daemon restart (host-port link numbers).
     state_dir: PathBuf,
+    /// What `network inspect` shows per network (local endpoints, peers), refreshed by the
+    /// sync loop; a plain mutex so API handlers read it without waiting for the data plane.
+    views: StdMutex<HashMap<String, NetView>>,
+}
+
+/// This node's view of one network for `network inspect`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NetView {
+    /// Container ID → its endpoint.
+    pub containers: std::collections::BTreeMap<String, EndpointResource>,
+    pub peers: Vec<PeerInfo>,
 }
 
 static REGISTRY: StdMutex<Vec<(PathBuf, Weak<NetPlane>)>> = StdMutex::new(Vec::new());
@@ -187,6 +199,21 @@ pub fn for_data_root(data_root: &Path) -> Option<Arc<NetPlane>> {
     reg.iter()
         .find(|(p, _)| p == data_root)
         .and_then(|(_, w)| w.upgrade())
+}
+
+/// `Containers` and `Peers` of `network inspect` for the daemon at `data_root` (None and
+/// nothing when this node has no endpoint on the network, as Docker shows).
+pub fn inspect_view(
+    data_root: &Path,
+    network_id: &str,
+) -> (
+    Option<std::collections::BTreeMap<String, EndpointResource>>,
+    Vec<PeerInfo>,
+) {
+    let v = for_data_root(data_root)
+        .map(|np| np.network_view(network_id))
+        .unwrap_or_default();
+    ((!v.containers.is_empty()).then_some(v.containers), v.peers)
 }
 
 /// A short, stable per-daemon name prefix derived from its data root: `shn` + 6 hex digits of
@@ -248,6 +275,7 @@ impl NetPlane {
             dns_table: SharedTable::default(),
             state: Mutex::new(State::default()),
             state_dir: data_root.join("netplane"),
+            views: StdMutex::new(HashMap::new()),
         });
         me.remove_orphans(live_task_ids);
         let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
@@ -363,6 +391,12 @@ impl NetPlane {
         }
         tracing::info!(%gaddr, %vtep, underlay_mtu, "data plane: gossip started");
         Ok(())
+    }
+
+    /// Local endpoints and peers of `network_id` (as of the last sync, ≤ 250 ms old).
+    pub fn network_view(&self, network_id: &str) -> NetView {
+        let views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+        views.get(network_id).cloned().unwrap_or_default()
     }
 
     async fn underlay_mtu(&self, vtep: Ipv4Addr) -> u32 {

@@ -3,8 +3,11 @@
 //! It recomputes from full snapshots (not events), so a missed change is fixed on the next
 //! round and a restarted daemon converges the same way.
 
-use super::{LB_TABLE, MESH_TABLE, NetPlane, apply_table, plan};
-use shoal_net::gossip::NodeRecord;
+use super::{LB_TABLE, MESH_TABLE, NetPlane, NetView, apply_table, plan};
+use shoal_net::gossip::{NodeRecord, RemoteEndpoint};
+use shoal_types::network::{EndpointResource, PeerInfo};
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -23,6 +26,60 @@ pub(super) async fn run(np: Weak<NetPlane>) {
 }
 
 impl NetPlane {
+    /// Rebuild what `network inspect` shows: local task endpoints (by container), the node's
+    /// ingress endpoint, and every node with endpoints on the network.
+    fn refresh_views(&self, st: &super::State, remotes: &[RemoteEndpoint]) {
+        let mut views: HashMap<String, NetView> = HashMap::new();
+        for t in st.tasks.values() {
+            for (p, att) in t.plans.iter().zip(&t.attachments) {
+                let v = views.entry(p.network_id.clone()).or_default();
+                let key = t.container.clone().unwrap_or_else(|| t.task.id.clone());
+                v.containers.insert(
+                    key,
+                    EndpointResource {
+                        name: plan::container_name(&t.task),
+                        endpoint_id: format!("{}-{}", t.task.id, p.network_id),
+                        mac_address: att.mac.to_string(),
+                        ipv4_address: format!("{}/{}", p.ip, p.subnet.prefix_len()),
+                        ipv6_address: String::new(),
+                    },
+                );
+            }
+        }
+        if let Some(ing) = &st.ingress {
+            let v = views.entry(ing.plan.network_id.clone()).or_default();
+            v.containers.insert(
+                "ingress-sbox".into(),
+                EndpointResource {
+                    name: "ingress-endpoint".into(),
+                    endpoint_id: format!("ingress-{}", ing.plan.network_id),
+                    mac_address: ing.attachment.mac.to_string(),
+                    ipv4_address: format!("{}/{}", ing.plan.ip, ing.plan.subnet.prefix_len()),
+                    ipv6_address: String::new(),
+                },
+            );
+        }
+        let me = st.swarm.as_ref().map(|s| (s.node_id.clone(), s.vtep));
+        for (id, v) in views.iter_mut() {
+            let mut peers: BTreeMap<String, Ipv4Addr> = remotes
+                .iter()
+                .filter(|r| &r.endpoint.network == id)
+                .map(|r| (r.node_id.clone(), r.endpoint.vtep))
+                .collect();
+            if let Some((node, ip)) = &me {
+                peers.insert(node.clone(), *ip);
+            }
+            v.peers = peers
+                .into_iter()
+                .map(|(name, ip)| PeerInfo {
+                    name,
+                    ip: ip.to_string(),
+                })
+                .collect();
+        }
+        *self.views.lock().unwrap_or_else(|p| p.into_inner()) = views;
+    }
+
     async fn sync_once(&self, last: &mut Option<Vec<NodeRecord>>) {
         let mut st = self.state.lock().await;
         let Some(sw) = st.swarm.as_ref() else { return };
@@ -61,6 +118,7 @@ impl NetPlane {
             }
         }
 
+        self.refresh_views(&st, &remotes);
         let changed = last.as_ref() != Some(&records);
         if !changed && !st.dirty {
             return;
