@@ -82,6 +82,8 @@ pub fn load<P: AsRef<Path>, S: AsRef<str>>(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Absolute, as docker resolves it: `stack config` output then works from any directory.
+    let working_dir = std::path::absolute(&working_dir).unwrap_or(working_dir);
     let mut unsupported = BTreeSet::new();
     let mut deprecated = BTreeSet::new();
     let mut missing = BTreeSet::new();
