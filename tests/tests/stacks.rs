@@ -752,3 +752,48 @@ fn external_secret_from_stdin_used_by_a_stack() {
     .unwrap();
     assert!(h.api_get("/v1.47/secrets/shared_token").unwrap()["ID"].is_string());
 }
+
+#[test]
+fn stack_config_prints_the_merged_interpolated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join(".env"), "TAG=1.5\nPORT=8088\n").unwrap();
+    std::fs::write(
+        d.join("base.yml"),
+        "x-common: &common\n  stop_grace_period: 3s\nservices:\n  app:\n    <<: *common\n    image: shoal-test/busybox:${TAG}\n    build: .\n    command: sh -c 'echo $$HOME'\n    ports: [\"${PORT}:80\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("override.yml"),
+        "services:\n  app:\n    environment:\n      MODE: ${MODE:-prod}\n    deploy:\n      replicas: 2\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(shoal_e2e::shoal_bin())
+        .current_dir(d)
+        .args(["stack", "config", "-c", "base.yml", "-c", "override.yml"])
+        .env_remove("MODE")
+        .env_remove("TAG")
+        .env_remove("PORT")
+        .output()
+        .unwrap();
+    let yaml = ok(out.clone());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Ignoring unsupported options: build"),
+        "{stderr}"
+    );
+    for want in [
+        "image: shoal-test/busybox:1.5",
+        "published: 8088",
+        "MODE: prod",
+        "replicas: 2",
+        "stop_grace_period: 3s",
+        "$$HOME",
+    ] {
+        assert!(yaml.contains(want), "{want} missing in:\n{yaml}");
+    }
+    assert!(
+        !yaml.contains("x-common") && !yaml.contains("build"),
+        "{yaml}"
+    );
+}
