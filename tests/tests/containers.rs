@@ -32,6 +32,32 @@ fn standalone_containers_bridge_exec_volumes_and_docker_cli() {
     ])
     .unwrap();
 
+    // `image import` of a bare rootfs with a CMD; save and load round-trip it.
+    h.shoal(&[
+        "image",
+        "import",
+        "--change",
+        "CMD [\"echo\", \"imported-ok\"]",
+        &images.join("busybox-rootfs.tar").to_string_lossy(),
+        "shoal-test/imported:1",
+    ])
+    .unwrap();
+    let saved = h.dir.join("imported.tar");
+    h.shoal(&[
+        "image",
+        "save",
+        "-o",
+        &saved.to_string_lossy(),
+        "shoal-test/imported:1",
+    ])
+    .unwrap();
+    h.shoal(&["image", "rm", "shoal-test/imported:1"]).unwrap();
+    h.shoal(&["image", "load", "-i", &saved.to_string_lossy()])
+        .unwrap();
+    let said = h.shoal(&["run", "--rm", "shoal-test/imported:1"]).unwrap();
+    assert_eq!(said.trim(), "imported-ok");
+    h.shoal(&["image", "rm", "shoal-test/imported:1"]).unwrap();
+
     // A published port answers on the host's address and on localhost.
     h.shoal(&[
         "run",

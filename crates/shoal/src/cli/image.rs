@@ -16,6 +16,8 @@ pub enum ImageCommand {
     Pull(RefArgs),
     /// Upload an image to a registry
     Push(RefArgs),
+    /// Import the contents from a root filesystem tarball to create an image
+    Import(ImportArgs),
     /// Load an image from a tar archive (docker-archive or OCI)
     Load(LoadArgs),
     /// Save one or more images to a tar archive
@@ -41,6 +43,17 @@ pub struct RefArgs {
     pub quiet: bool,
     /// NAME[:TAG|@DIGEST]
     pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, …)
+    #[arg(short, long = "change")]
+    pub change: Vec<String>,
+    /// Root filesystem tar (plain, gzip or zstd), or - for stdin
+    pub file: String,
+    /// REPOSITORY[:TAG]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +152,10 @@ pub async fn run(c: &Client, cmd: ImageCommand) -> CliResult {
             );
             progress(c, &path, a.quiet).await
         }
+        ImageCommand::Import(a) => {
+            let archive = import_archive(&a)?;
+            load_bytes(c, archive, true).await
+        }
         ImageCommand::Load(a) => {
             let data = match &a.input {
                 Some(f) => {
@@ -158,23 +175,7 @@ pub async fn run(c: &Client, cmd: ImageCommand) -> CliResult {
                     "requested load from stdin, but stdin is empty".into(),
                 ));
             }
-            let r = c
-                .raw(
-                    Method::POST,
-                    &with_query("/images/load", &[("quiet", a.quiet.to_string())]),
-                    Some(data),
-                    &[],
-                )
-                .await?;
-            if !r.status.is_success() {
-                return Err(shoal_api::client::error_from_response(r.status, &r.body).into());
-            }
-            for line in r.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                let v: Value = serde_json::from_slice(line)
-                    .map_err(|e| CliError::Other(format!("decoding load output: {e}")))?;
-                print_message(&v)?;
-            }
-            Ok(())
+            load_bytes(c, data, a.quiet).await
         }
         ImageCommand::Save(a) => {
             if a.output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -292,6 +293,60 @@ pub async fn run(c: &Client, cmd: ImageCommand) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// Sends an image archive to `POST /images/load` and prints what the daemon says.
+async fn load_bytes(c: &Client, data: Vec<u8>, quiet: bool) -> CliResult {
+    let r = c
+        .raw(
+            Method::POST,
+            &with_query("/images/load", &[("quiet", quiet.to_string())]),
+            Some(data),
+            &[],
+        )
+        .await?;
+    if !r.status.is_success() {
+        return Err(shoal_api::client::error_from_response(r.status, &r.body).into());
+    }
+    for line in r.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| CliError::Other(format!("decoding load output: {e}")))?;
+        print_message(&v)?;
+    }
+    Ok(())
+}
+
+/// `docker import` without a daemon endpoint for it: the rootfs becomes a one-layer image in
+/// a scratch image store (the same code the daemon's store runs), which is saved as a
+/// docker-archive and loaded into the daemon. Only the finished archive leaves this process.
+fn import_archive(a: &ImportArgs) -> Result<Vec<u8>, CliError> {
+    use shoal_runtime::image::{ImageStore, SaveFormat};
+    let scratch = tempfile::Builder::new()
+        .prefix("shoal-import-")
+        .tempdir()
+        .map_err(|e| CliError::Other(format!("creating a scratch dir: {e}")))?;
+    let store = ImageStore::open(scratch.path().join("images"))
+        .map_err(|e| CliError::Other(format!("opening a scratch image store: {e}")))?;
+    let mut input: Box<dyn std::io::Read> = if a.file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(&a.file)
+                .map_err(|e| CliError::Other(format!("opening {}: {e}", a.file)))?,
+        )
+    };
+    let rec = store
+        .import(&mut input, &a.change, a.reference.as_deref())
+        .map_err(|e| CliError::Other(format!("importing {}: {e}", a.file)))?;
+    let name = match &a.reference {
+        Some(r) => r.clone(),
+        None => rec.id.to_string(),
+    };
+    let mut archive = Vec::new();
+    store
+        .save(&[name], &mut archive, SaveFormat::Docker)
+        .map_err(|e| CliError::Other(format!("packing the imported image: {e}")))?;
+    Ok(archive)
 }
 
 /// `repo[:tag]` or `repo@digest` → (repo, tag-or-digest); a registry port is not a tag.
