@@ -80,18 +80,23 @@ async fn agent(addr: String, creds: NodeCredentials, assigned: Arc<AtomicUsize>)
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let reporter = ch.clone();
     tokio::spawn(async move {
-        // Batched like the real agent: whatever accumulated, every 100 ms.
+        // Batched like the real agent: whatever accumulated, every 100 ms, kept until a
+        // manager takes it.
+        let mut pending: BTreeMap<String, TaskStatus> = BTreeMap::new();
         loop {
-            let Some(first) = rx.recv().await else { return };
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let mut ids = vec![first];
-            while let Ok(id) = rx.try_recv() {
-                ids.push(id);
+            if pending.is_empty() {
+                let Some(id) = rx.recv().await else { return };
+                pending.insert(
+                    id,
+                    TaskStatus::new(TaskState::Running, "started", chrono::Utc::now()),
+                );
             }
-            let now = chrono::Utc::now();
-            let mut pending: BTreeMap<String, TaskStatus> = BTreeMap::new();
-            for id in ids {
-                pending.insert(id, TaskStatus::new(TaskState::Running, "started", now));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while let Ok(id) = rx.try_recv() {
+                pending.insert(
+                    id,
+                    TaskStatus::new(TaskState::Running, "started", chrono::Utc::now()),
+                );
             }
             let updates: Vec<TaskStatusUpdate> = pending
                 .iter()
@@ -100,18 +105,13 @@ async fn agent(addr: String, creds: NodeCredentials, assigned: Arc<AtomicUsize>)
                     status_json: serde_json::to_vec(st).unwrap_or_default(),
                 })
                 .collect();
-            for _ in 0..20 {
-                let req = UpdateTaskStatusRequest {
-                    updates: updates.clone(),
-                };
-                if DispatcherClient::new(reporter.clone())
-                    .update_task_status(req)
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            let req = UpdateTaskStatusRequest { updates };
+            match DispatcherClient::new(reporter.clone())
+                .update_task_status(req)
+                .await
+            {
+                Ok(_) => pending.clear(),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
     });
@@ -247,7 +247,7 @@ fn main() -> Result<()> {
     ])?;
     let mut all_assigned = None;
     let mut peak_rss = before;
-    let limit = Duration::from_secs(600);
+    let limit = Duration::from_secs(300);
     loop {
         if all_assigned.is_none() && assigned.load(Ordering::Relaxed) as u64 >= tasks {
             all_assigned = Some(start.elapsed());
