@@ -436,20 +436,7 @@ impl shoal_api::Backend for DaemonBackend {
         &self,
         opts: shoal_api::ContainerListOptions,
     ) -> BackendResult<Vec<Value>> {
-        let mut all = containers::list(&self.0, opts.all);
-        let labels = opts.filters.get("label");
-        if !labels.is_empty() {
-            all.retain(|c| {
-                labels.iter().all(|want| {
-                    let l = &c["Labels"];
-                    match want.split_once('=') {
-                        Some((k, v)) => l[k] == v,
-                        None => !l[*want].is_null(),
-                    }
-                })
-            });
-        }
-        Ok(all)
+        containers::list_filtered(&self.0, &opts)
     }
 
     async fn container_create(&self, name: Option<String>, body: Value) -> BackendResult<Value> {

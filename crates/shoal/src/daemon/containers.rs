@@ -73,6 +73,64 @@ pub fn list(d: &Daemon, all: bool) -> Vec<Value> {
         .collect()
 }
 
+/// `GET /containers/json`: Docker's filters (keys AND, values of a key OR; labels AND);
+/// a status filter or a limit looks at stopped containers too.
+pub fn list_filtered(
+    d: &Daemon,
+    opts: &shoal_api::ContainerListOptions,
+) -> Result<Vec<Value>, ApiError> {
+    let f = &opts.filters;
+    f.validate(&["id", "name", "label", "status", "ancestor", "network"])?;
+    for st in f.get("status") {
+        if !matches!(
+            st,
+            "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+        ) {
+            return Err(ApiError::invalid_argument(format!(
+                "invalid filter 'status={st}'"
+            )));
+        }
+    }
+    let limit = opts.limit.filter(|l| *l > 0);
+    let all = opts.all || !f.get("status").is_empty() || limit.is_some();
+    let any = |key: &str, pred: &dyn Fn(&str) -> bool| {
+        let vals = f.get(key);
+        vals.is_empty() || vals.iter().any(|v| pred(v))
+    };
+    let mut out: Vec<Value> = list(d, all)
+        .into_iter()
+        .filter(|c| {
+            let str_of = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            let name = c["Names"][0]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string();
+            any("id", &|v| str_of("Id").starts_with(v))
+                && any("name", &|v| name.contains(v.trim_start_matches('/')))
+                && any("status", &|v| str_of("State") == v)
+                && any("ancestor", &|v| {
+                    let image_id = str_of("ImageID");
+                    str_of("Image") == v
+                        || image_id == v
+                        || image_id.trim_start_matches("sha256:").starts_with(v)
+                })
+                && any("network", &|v| c["HostConfig"]["NetworkMode"] == v)
+                && f.get("label").iter().all(|want| {
+                    let l = &c["Labels"];
+                    match want.split_once('=') {
+                        Some((k, v)) => l[k] == v,
+                        None => !l[*want].is_null(),
+                    }
+                })
+        })
+        .collect();
+    if let Some(l) = limit {
+        out.truncate(l as usize);
+    }
+    Ok(out)
+}
+
 pub fn inspect(d: &Daemon, id: &str) -> Result<Value, ApiError> {
     let c = d.runtime.inspect(id).map_err(api_error)?;
     let ep = d.bridge.as_ref().ok().and_then(|b| b.endpoint_of(&c.id));
