@@ -170,7 +170,7 @@ fn main() -> Result<()> {
         median(up)
     );
     println!(
-        "  redeploy with 1 service changed → converged:  {:.2} s",
+        "  redeploy with 1 service changed → converged:  {:.2} s  (rolling update, default parallelism 1 and 5 s monitor)",
         median(redeploy)
     );
     println!(
