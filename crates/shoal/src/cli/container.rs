@@ -652,7 +652,9 @@ pub fn create_body(a: &RunArgs) -> Result<Value, CliError> {
             "PortBindings": bindings,
             "PublishAllPorts": a.publish_all,
             "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": retries},
-            "AutoRemove": a.rm,
+            // In the foreground the CLI removes the container itself once it has read all
+            // the output (the daemon could remove it before the logs are fetched).
+            "AutoRemove": a.rm && a.detach,
             "Memory": memory,
             "NanoCpus": nano_cpus,
             "ReadonlyRootfs": a.read_only,
@@ -725,9 +727,15 @@ async fn run_container(c: &Client, a: RunArgs) -> CliResult {
     if let Ok(stream) = c.stream(Method::GET, &path).await {
         print_frames(demux_stream(stream)).await?;
     }
-    let code = wait(c, &id, if a.rm { "removed" } else { "not-running" })
-        .await
-        .or_else(|e| if a.rm { Ok(0) } else { Err(e) })?;
+    let code = wait(c, &id, "not-running").await?;
+    if a.rm {
+        let path = with_query(
+            &format!("/containers/{id}"),
+            &[("force", "true".into()), ("v", "true".into())],
+        );
+        c.send_json::<_, ()>(Method::DELETE, &path, &json!(null))
+            .await?;
+    }
     if code != 0 {
         std::process::exit(code.clamp(1, 255) as i32);
     }
