@@ -571,6 +571,14 @@ fn multi_tier_and_global_agent_examples() {
         assert_eq!(page.trim(), hostname.trim(), "{t}");
     }
 
+    // A worker cannot deploy.
+    let err = refused(
+        lab.host(2)
+            .shoal_output(&["stack", "deploy", "-c", &example("global-agent"), "other"])
+            .unwrap(),
+    );
+    assert!(err.contains("this node is not a swarm manager"), "{err}");
+
     let ls = h.shoal(&["stack", "ls"]).unwrap();
     let rows: Vec<Vec<&str>> = ls
         .lines()
