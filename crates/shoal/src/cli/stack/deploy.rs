@@ -1,6 +1,8 @@
 //! `shoal stack deploy`: everything is loaded, converted and checked against the cluster
-//! before the first write, then secrets, configs, networks and services are created or
-//! updated in that order. A service whose spec did not change is not touched at all.
+//! before the first write. Then existing secrets and configs are updated (the daemon refuses
+//! changed content), `--prune` removes dropped services, and new secrets, configs, networks
+//! and services are created, changed services updated. A service whose spec did not change
+//! gets no update call at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
