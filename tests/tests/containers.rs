@@ -79,6 +79,24 @@ fn standalone_containers_bridge_exec_volumes_and_docker_cli() {
     assert!(local.contains(PAGE), "{local}");
     let ps = h.shoal(&["ps"]).unwrap();
     assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    // A port already published is refused, and the refused container leaves nothing behind.
+    let err = h
+        .shoal(&[
+            "run",
+            "-d",
+            "--name",
+            "clash",
+            "-p",
+            "8080:80",
+            "shoal-test/httpd:latest",
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("port is already allocated"), "{err}");
+    let names = h.shoal(&["ps", "-a", "--format", "{{.Names}}"]).unwrap();
+    assert_eq!(names.trim(), "web");
+    let namespaces = std::fs::read_dir(h.dir.join("run/netns")).unwrap().count();
+    assert_eq!(namespaces, 1);
     let ip = h
         .shoal(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"])
         .unwrap()
