@@ -159,9 +159,8 @@ impl Images {
         let store = self.store.clone();
         let registry = self.registry.clone();
         tokio::spawn(async move {
-            let _ = tx.send(Ok(json!({"status": format!(
-                "Pulling from {}", reference.repository()
-            ), "id": reference.tag().unwrap_or("latest")})));
+            // The registry client reports every step itself (Pulling from, layers, Digest,
+            // Status), as Docker words them.
             let ptx = tx.clone();
             let progress = move |p: Progress| {
                 if let Ok(v) = serde_json::to_value(JsonMessage::from_progress(&p)) {
@@ -172,12 +171,7 @@ impl Images {
                 .pull(&store, &reference, creds.as_ref(), &progress)
                 .await
             {
-                Ok(rec) => {
-                    let _ = tx.send(Ok(json!({"status": format!("Digest: {}", rec.id)})));
-                    let _ = tx.send(Ok(json!({"status": format!(
-                        "Status: Downloaded newer image for {}", reference.familiar()
-                    )})));
-                }
+                Ok(_) => {}
                 Err(e) => {
                     let _ = tx.send(Err(api_error(e)));
                 }
@@ -204,9 +198,6 @@ impl Images {
         let store = self.store.clone();
         let registry = self.registry.clone();
         tokio::spawn(async move {
-            let _ = tx.send(Ok(json!({"status": format!(
-                "The push refers to repository [{}/{}]", reference.domain(), reference.repository()
-            )})));
             let ptx = tx.clone();
             let progress = move |p: Progress| {
                 if let Ok(v) = serde_json::to_value(JsonMessage::from_progress(&p)) {
@@ -217,11 +208,7 @@ impl Images {
                 .push(&store, &reference, creds.as_ref(), &progress)
                 .await
             {
-                Ok(r) => {
-                    let _ = tx.send(Ok(json!({"status": format!(
-                        "{}: digest: {} size: {}", r.tag, r.digest, r.size
-                    )})));
-                }
+                Ok(_) => {}
                 Err(e) => {
                     let _ = tx.send(Err(api_error(e)));
                 }
