@@ -180,13 +180,16 @@ impl Runtime {
                 return Err(e);
             }
         };
-        let mut cmd = match super::runtime::exec_command(&self.inner, &c, &spec.opts, None) {
-            Ok(c) => c,
-            Err(e) => {
-                fail(self, 126);
-                return Err(e);
-            }
-        };
+        // runc writes the process's pid (the child we spawn is runc itself).
+        let pid_file = c.run_dir.join(format!("exec-{id}.pid"));
+        let mut cmd =
+            match super::runtime::exec_command(&self.inner, &c, &spec.opts, Some(&pid_file)) {
+                Ok(c) => c,
+                Err(e) => {
+                    fail(self, 126);
+                    return Err(e);
+                }
+            };
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -197,11 +200,9 @@ impl Runtime {
                 return Err(Error::Runtime(format!("running exec: {e}")));
             }
         };
-        let pid = child.id().map(|p| p as i32).unwrap_or(0);
         self.inner.execs.with(|m| {
             if let Some(e) = m.get_mut(id) {
                 e.info.running = true;
-                e.info.pid = pid;
             }
         })?;
         let (tx, rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
@@ -228,6 +229,25 @@ impl Runtime {
         tokio::spawn(async move {
             // Holding `tx` keeps the stream open until the exit code is recorded.
             let _tx = tx;
+            let pid_watch = {
+                let (rt, id, pid_file) = (rt.clone(), id.clone(), pid_file.clone());
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        let pid = std::fs::read_to_string(&pid_file)
+                            .ok()
+                            .and_then(|s| s.trim().parse::<i32>().ok());
+                        if let Some(pid) = pid {
+                            let _ = rt.inner.execs.with(|m| {
+                                if let Some(e) = m.get_mut(&id) {
+                                    e.info.pid = pid;
+                                }
+                            });
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            };
             for h in [out, err].into_iter().flatten() {
                 let _ = h.await;
             }
@@ -235,6 +255,8 @@ impl Runtime {
                 Ok(st) => super::runtime::exit_code_of(&st),
                 Err(_) => 255,
             };
+            pid_watch.abort();
+            let _ = std::fs::remove_file(&pid_file);
             let _ = rt.inner.execs.with(|m| {
                 if let Some(e) = m.get_mut(&id) {
                     e.info.running = false;
