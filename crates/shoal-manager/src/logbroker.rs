@@ -345,68 +345,86 @@ impl LogBroker {
     ) -> Result<(), Status> {
         let mut open: BTreeSet<String> = BTreeSet::new();
         let result = loop {
-            let msg = match stream.message().await {
-                Ok(Some(m)) => m,
+            match stream.message().await {
+                Ok(Some(msg)) => {
+                    if let Err(e) = self.publish_one(node_id, msg, &mut open).await {
+                        break Err(e);
+                    }
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
-            };
-            let tx = {
-                let st = lock(&self.state);
-                match st.subs.get(&msg.subscription_id) {
-                    Some(s) if s.follow || s.pending.contains(node_id) => Some(s.tx.clone()),
-                    _ => None,
-                }
-            };
-            let Some(tx) = tx else {
-                // Gone (subscriber left) or never asked of this node: the agent stops.
-                break Err(Status::not_found(format!(
-                    "log subscription {} is not open for this node",
-                    msg.subscription_id
-                )));
-            };
-            open.insert(msg.subscription_id.clone());
-            if !msg.messages.is_empty() {
-                let messages: Vec<LogMessage> = msg
-                    .messages
-                    .into_iter()
-                    .map(|mut m| {
-                        // A node speaks only for itself.
-                        m.node_id = node_id.to_string();
-                        m
-                    })
-                    .collect();
-                if tx
-                    .send(SubscribeLogsMessage {
-                        messages,
-                        incomplete: String::new(),
-                    })
-                    .await
-                    .is_err()
-                {
-                    break Err(Status::not_found("the log subscriber went away"));
-                }
-            }
-            if msg.close {
-                open.remove(&msg.subscription_id);
-                let problem = (!msg.error.is_empty())
-                    .then(|| format!("node {}: {}", self.node_name(node_id), msg.error));
-                let mut st = lock(&self.state);
-                node_done(&mut st, &msg.subscription_id, node_id, problem);
             }
         };
-        if !open.is_empty() {
-            let name = self.node_name(node_id);
-            let mut st = lock(&self.state);
-            for id in open {
-                node_done(
-                    &mut st,
-                    &id,
-                    node_id,
-                    Some(format!("node {name} stopped publishing")),
-                );
+        self.publisher_gone(node_id, open);
+        result
+    }
+
+    /// One message of a node's publish stream; `open` tracks the subscriptions it has not
+    /// closed yet.
+    async fn publish_one(
+        &self,
+        node_id: &str,
+        msg: PublishLogsMessage,
+        open: &mut BTreeSet<String>,
+    ) -> Result<(), Status> {
+        let tx = {
+            let st = lock(&self.state);
+            match st.subs.get(&msg.subscription_id) {
+                Some(s) if s.follow || s.pending.contains(node_id) => Some(s.tx.clone()),
+                _ => None,
+            }
+        };
+        let Some(tx) = tx else {
+            // Gone (subscriber left) or never asked of this node: the agent stops.
+            return Err(Status::not_found(format!(
+                "log subscription {} is not open for this node",
+                msg.subscription_id
+            )));
+        };
+        open.insert(msg.subscription_id.clone());
+        if !msg.messages.is_empty() {
+            let messages: Vec<LogMessage> = msg
+                .messages
+                .into_iter()
+                .map(|mut m| {
+                    // A node speaks only for itself.
+                    m.node_id = node_id.to_string();
+                    m
+                })
+                .collect();
+            let batch = SubscribeLogsMessage {
+                messages,
+                incomplete: String::new(),
+            };
+            if tx.send(batch).await.is_err() {
+                return Err(Status::not_found("the log subscriber went away"));
             }
         }
-        result
+        if msg.close {
+            open.remove(&msg.subscription_id);
+            let problem = (!msg.error.is_empty())
+                .then(|| format!("node {}: {}", self.node_name(node_id), msg.error));
+            let mut st = lock(&self.state);
+            node_done(&mut st, &msg.subscription_id, node_id, problem);
+        }
+        Ok(())
+    }
+
+    /// A publish stream ended: subscriptions it left open will not hear from it again.
+    fn publisher_gone(&self, node_id: &str, open: BTreeSet<String>) {
+        if open.is_empty() {
+            return;
+        }
+        let name = self.node_name(node_id);
+        let mut st = lock(&self.state);
+        for id in open {
+            node_done(
+                &mut st,
+                &id,
+                node_id,
+                Some(format!("node {name} stopped publishing")),
+            );
+        }
     }
 }
 
@@ -532,5 +550,201 @@ impl LogBrokerRpc for LogBrokerService {
         let node = caller(&self.broker.manager, &req, &[Role::Manager, Role::Worker])?;
         self.broker.publish(&node, req.into_inner()).await?;
         Ok(Response::new(PublishLogsResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::logs::{LogOptions, LogSelector};
+    use shoal_store::{Change, RaftConfig, Store, plaintext_channels};
+    use shoal_types::{Meta, Task};
+
+    async fn broker_with_tasks(
+        dir: &std::path::Path,
+        tasks: &[(&str, &str, &str)],
+    ) -> Arc<LogBroker> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("loopback port")
+            .to_string();
+        let mut cfg = RaftConfig::new(1, &addr, dir);
+        cfg.heartbeat_ms = 50;
+        cfg.election_min_ms = 150;
+        cfg.election_max_ms = 300;
+        let store = Store::start(cfg, plaintext_channels())
+            .await
+            .expect("store");
+        store.initialize_single().await.expect("single node");
+        store
+            .wait_leader(Duration::from_secs(10))
+            .await
+            .expect("leader");
+        let manager = Manager::new(store, "mgr".into(), addr, plaintext_channels());
+        for (id, service, node) in tasks {
+            let t = Task {
+                id: id.to_string(),
+                service_id: service.to_string(),
+                node_id: node.to_string(),
+                meta: Meta::now(),
+                ..Task::default()
+            };
+            manager
+                .propose(vec![Change::Create(Object::Task(t))])
+                .await
+                .expect("task created");
+        }
+        LogBroker::new(
+            manager,
+            Arc::new(|_: &str| Err(anyhow::anyhow!("no dialing"))),
+        )
+    }
+
+    fn request(service: &str, follow: bool) -> SubscribeLogsRequest {
+        SubscribeLogsRequest {
+            selector: Some(LogSelector {
+                service_ids: vec![service.into()],
+                task_ids: Vec::new(),
+            }),
+            options: Some(LogOptions {
+                follow,
+                tail: -1,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn line(sub: &str, task: &str, text: &str, close: bool) -> PublishLogsMessage {
+        PublishLogsMessage {
+            subscription_id: sub.into(),
+            messages: vec![LogMessage {
+                // Whatever the node claims, the broker stamps the caller's ID.
+                node_id: "forged".into(),
+                service_id: "svc".into(),
+                task_id: task.into(),
+                time_unix_nanos: 1,
+                stream: 1,
+                data: text.as_bytes().to_vec(),
+            }],
+            close,
+            error: String::new(),
+        }
+    }
+
+    async fn notice(
+        rx: &mut mpsc::Receiver<Result<SubscriptionMessage, Status>>,
+    ) -> SubscriptionMessage {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a notice in time")
+            .expect("listener open")
+            .expect("not an error")
+    }
+
+    #[tokio::test]
+    async fn plain_subscription_gathers_every_node_then_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker_with_tasks(
+            dir.path(),
+            &[
+                ("t1", "svc", "n1"),
+                ("t2", "svc", "n2"),
+                ("t3", "other", "n3"),
+            ],
+        )
+        .await;
+        let mut l1 = b.listen("n1".into());
+        let mut l2 = b.listen("n2".into());
+        let mut l3 = b.listen("n3".into());
+        let mut sub = b.subscribe(request("svc", false)).unwrap();
+        let id = notice(&mut l1).await.id;
+        assert_eq!(notice(&mut l2).await.id, id);
+        // n3 holds no task of the service: it is not asked.
+        assert!(l3.try_recv().is_err());
+        let mut open = BTreeSet::new();
+        b.publish_one("n1", line(&id, "t1", "one\n", true), &mut open)
+            .await
+            .unwrap();
+        // A node not asked cannot publish into it.
+        assert!(
+            b.publish_one(
+                "n3",
+                line(&id, "t3", "intruder\n", false),
+                &mut BTreeSet::new()
+            )
+            .await
+            .is_err()
+        );
+        b.publish_one("n2", line(&id, "t2", "two\n", false), &mut open)
+            .await
+            .unwrap();
+        b.publish_one("n2", line(&id, "t2", "three\n", true), &mut open)
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = sub.next().await {
+            assert!(m.incomplete.is_empty(), "{}", m.incomplete);
+            for l in m.messages {
+                got.push((l.node_id, String::from_utf8_lossy(&l.data).into_owned()));
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                ("n1".to_string(), "one\n".to_string()),
+                ("n2".to_string(), "two\n".to_string()),
+                ("n2".to_string(), "three\n".to_string()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_and_vanishing_nodes_make_it_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker_with_tasks(dir.path(), &[("t1", "svc", "n1"), ("t2", "svc", "n2")]).await;
+        // n1 listens then goes away mid-subscription; n2 never listens.
+        let l1 = b.listen("n1".into());
+        let mut sub = b.subscribe(request("svc", false)).unwrap();
+        drop(l1);
+        let mut last = String::new();
+        while let Some(m) = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("the subscription ends")
+        {
+            last = m.incomplete;
+        }
+        assert!(last.contains("node n2 is not connected"), "{last}");
+        assert!(last.contains("node n1 disconnected"), "{last}");
+        assert!(
+            b.subscribe(SubscribeLogsRequest {
+                selector: Some(LogSelector::default()),
+                options: None,
+            })
+            .is_err(),
+            "nothing selected"
+        );
+    }
+
+    #[tokio::test]
+    async fn following_reaches_late_listeners_and_closes_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker_with_tasks(dir.path(), &[("t1", "svc", "n1")]).await;
+        let sub = b.subscribe(request("svc", true)).unwrap();
+        let id = sub.id().to_string();
+        // A node that connects later (where tasks may start) hears of it.
+        let mut late = b.listen("n9".into());
+        assert_eq!(notice(&mut late).await.id, id);
+        let mut open = BTreeSet::new();
+        b.publish_one("n9", line(&id, "t9", "late\n", false), &mut open)
+            .await
+            .unwrap();
+        drop(sub);
+        let close = notice(&mut late).await;
+        assert!(close.close && close.id == id);
+        assert!(
+            b.publish_one("n9", line(&id, "t9", "after\n", false), &mut open)
+                .await
+                .is_err()
+        );
     }
 }
