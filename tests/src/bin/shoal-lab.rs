@@ -1,5 +1,6 @@
 //! The main job: a local multi-node Shoal cluster on this machine (hosts are network
-//! namespaces), formed with the real CLI, shown with `shoal node ls` and the stock docker CLI.
+//! namespaces), formed with the real CLI, serving the example stack `examples/stacks/web`
+//! (deployed with `shoal stack deploy`) on its published port from every node.
 //!
 //! `shoal-lab [--hosts N] [--managers M] [--check]`: with `--check` it verifies and exits;
 //! otherwise it keeps the cluster up until Ctrl-C, then removes everything it made.
@@ -76,33 +77,60 @@ fn main() -> Result<()> {
     for h in &lab.hosts {
         h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
     }
-    let replicas = (args.hosts * 2).to_string();
-    println!(
-        "\n$ docker service create -d --name web --replicas {replicas} shoal-test/httpd:latest"
-    );
+    let stack_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/stacks/web/stack.yml")
+        .canonicalize()
+        .context("examples/stacks/web/stack.yml")?;
+    let stack_file = stack_file.to_string_lossy().to_string();
+    println!("\n$ shoal stack deploy -c {stack_file} web");
     print!(
         "{}",
-        h1.docker(&[
-            "service",
-            "create",
-            "-d",
-            "--name",
-            "web",
-            "--replicas",
-            &replicas,
-            "shoal-test/httpd:latest",
-        ])?
+        h1.shoal(&["stack", "deploy", "-c", &stack_file, "web"])?
     );
-    wait_for("every replica running", Duration::from_secs(120), || {
-        let out = h1.docker(&["service", "ls"])?;
-        Ok(out
-            .contains(&format!("{replicas}/{replicas}"))
-            .then_some(()))
+    wait_for("every replica running", Duration::from_secs(180), || {
+        let out = h1.shoal(&["stack", "services", "web"])?;
+        let all_up = out.contains("2/2") && out.contains("1/1");
+        Ok(all_up.then_some(()))
     })?;
-    println!("\n$ docker service ls");
-    print!("{}", h1.docker(&["service", "ls"])?);
-    println!("\n$ docker service ps web");
-    print!("{}", h1.docker(&["service", "ps", "web"])?);
+    println!("\n$ shoal stack services web");
+    print!("{}", h1.shoal(&["stack", "services", "web"])?);
+    println!("\n$ docker stack ps web   (the stock docker CLI)");
+    print!("{}", h1.docker(&["stack", "ps", "web"])?);
+    println!(
+        "\nthe published port 8080 answers on every node (routing mesh), asked from another host:"
+    );
+    for (i, host) in lab.hosts.iter().enumerate() {
+        let from = &lab.hosts[(i + 1) % lab.hosts.len()];
+        let url = format!("http://{}:8080/", host.addr);
+        let page = wait_for(&url, Duration::from_secs(60), || {
+            let r = shoal_e2e::in_ns(&from.netns, &["curl", "-s", "-m", "2", &url]);
+            Ok(r.ok().filter(|p| p.contains("hello from shoal")))
+        })?;
+        let running_here = host
+            .api_get("/v1.47/containers/json")?
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter(|c| c["Names"].to_string().contains("web_web."))
+                    .count()
+            })
+            .unwrap_or(0);
+        let title = page
+            .lines()
+            .find(|l| l.contains("hello from shoal"))
+            .unwrap_or("")
+            .trim();
+        println!(
+            "  {} (from {}): {title}   [{running_here} web task(s) on this node]",
+            url, from.name
+        );
+    }
+    println!("\n$ shoal service logs --tail 2 web_client   (the client calls http://web/ by name)");
+    let logs = wait_for("the client's answer", Duration::from_secs(60), || {
+        let out = h1.shoal(&["service", "logs", "--tail", "2", "web_client"])?;
+        Ok(out.contains("hello from shoal").then_some(out))
+    })?;
+    print!("{logs}");
     for h in &lab.hosts {
         let n = h
             .api_get("/v1.47/containers/json")?
@@ -117,9 +145,10 @@ fn main() -> Result<()> {
         );
     }
     if args.check {
-        h1.docker(&["service", "rm", "web"])?;
+        println!("\n$ shoal stack rm web");
+        print!("{}", h1.shoal(&["stack", "rm", "web"])?);
         println!(
-            "\ncluster of {} nodes and its service OK; tearing down",
+            "\ncluster of {} nodes and its stack OK; tearing down",
             args.hosts
         );
         return Ok(());
