@@ -253,13 +253,15 @@ fn main() -> Result<()> {
             all_assigned = Some(start.elapsed());
         }
         peak_rss = peak_rss.max(rss_kib(pid)?);
-        if running_tasks(&lab, "bench")? >= tasks {
+        let up = running_tasks(&lab, "bench")?;
+        if up >= tasks {
             break;
         }
         if start.elapsed() > limit {
             return Err(anyhow!(
-                "not all running after {limit:?}: {} assigned",
-                assigned.load(Ordering::Relaxed)
+                "not all running after {limit:?}: {} of {tasks} assigned to agents, {up} reported running; manager RSS peak {:.1} MiB",
+                assigned.load(Ordering::Relaxed),
+                peak_rss as f64 / 1024.0
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
