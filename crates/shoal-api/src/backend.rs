@@ -262,9 +262,21 @@ pub trait Backend: Send + Sync + 'static {
         unsupported("exec")
     }
     /// Body is `{"Detach","Tty"}`; the output comes back as log lines (stdout/stderr).
-    async fn exec_start(&self, id: &str, body: Value) -> BackendResult<Logs> {
-        let _ = (id, body);
+    /// `stdin` carries what the client sends on the hijacked connection (`exec -i`); its end
+    /// means the client closed its input.
+    async fn exec_start(
+        &self,
+        id: &str,
+        body: Value,
+        stdin: Option<ByteStream>,
+    ) -> BackendResult<Logs> {
+        let _ = (id, body, stdin);
         unsupported("exec")
+    }
+    /// `POST /exec/{id}/resize?h=&w=`: the terminal size of a TTY session.
+    async fn exec_resize(&self, id: &str, height: u16, width: u16) -> BackendResult<()> {
+        let _ = (id, height, width);
+        unsupported("resizing exec terminals")
     }
     async fn exec_inspect(&self, id: &str) -> BackendResult<Value> {
         let _ = id;

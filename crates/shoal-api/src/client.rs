@@ -692,6 +692,70 @@ impl Client {
     }
 }
 
+/// The duplex connection of a hijacked request (`exec start` with `Upgrade: tcp`).
+pub type Hijacked = TokioIo<hyper::upgrade::Upgraded>;
+
+impl Client {
+    /// POSTs `body` asking Docker's connection hijack (`Upgrade: tcp`) on a connection of its
+    /// own, and returns the raw connection once the daemon switched protocols.
+    pub async fn hijack<B: Serialize>(&self, path: &str, body: &B) -> Result<Hijacked, ApiError> {
+        let extra = [
+            ("connection", "Upgrade".to_string()),
+            ("upgrade", "tcp".to_string()),
+        ];
+        let req = self.build(Method::POST, path, Some(encode(body)?), &extra)?;
+        let resp = match &self.host {
+            Host::Unix(p) => {
+                let s = tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(|e| self.connect_error(e))?;
+                upgrade(s, req).await
+            }
+            Host::Tcp(a) => {
+                let s = tokio::net::TcpStream::connect(a)
+                    .await
+                    .map_err(|e| self.connect_error(e))?;
+                let _ = s.set_nodelay(true);
+                upgrade(s, req).await
+            }
+        }
+        .map_err(|e| self.connect_error(e))?;
+        match resp {
+            Ok(up) => Ok(TokioIo::new(up)),
+            Err((status, body)) if status.is_client_error() || status.is_server_error() => {
+                Err(error_from_response(status, &body))
+            }
+            Err((status, _)) => Err(ApiError::internal(format!(
+                "the daemon answered {status} instead of switching protocols"
+            ))),
+        }
+    }
+}
+
+/// Sends an upgrade request; `Err((status, body))` when the server did not switch protocols.
+async fn upgrade<S>(
+    io: S,
+    req: Request<Full<Bytes>>,
+) -> Result<Result<hyper::upgrade::Upgraded, (StatusCode, Bytes)>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("hijacked connection closed: {e}");
+        }
+    });
+    let resp = send.send_request(req).await?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        return Ok(Err((status, body)));
+    }
+    let up = hyper::upgrade::on(resp).await?;
+    Ok(Ok(up))
+}
+
 async fn handshake<S>(io: S) -> Result<Conn, hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

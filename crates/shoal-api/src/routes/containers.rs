@@ -8,7 +8,7 @@ use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{AppState, created, empty, logs_options, ok};
 use crate::backend::{ContainerListOptions, Logs};
@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/exec", post(exec_create))
         .route("/exec/{id}/start", post(exec_start))
         .route("/exec/{id}/json", get(exec_inspect))
+        .route("/exec/{id}/resize", post(exec_resize))
 }
 
 async fn list(State(b): State<AppState>, q: QueryParams) -> HttpResult {
@@ -107,7 +108,18 @@ async fn wait(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams)
     if !matches!(cond, "not-running" | "next-exit" | "removed") {
         return Err(ApiError::invalid_argument(format!("invalid condition: {cond:?}")).into());
     }
-    ok(&b.container_wait(&id, cond).await?)
+    // The CLI sends `wait?condition=next-exit` before `start` and blocks until the response
+    // headers arrive, so answer at once and send the result as the body when the wait ends.
+    b.container_inspect(&id, false).await?;
+    let cond = cond.to_string();
+    let body = futures::stream::once(async move {
+        let v = match b.container_wait(&id, &cond).await {
+            Ok(v) => v,
+            Err(e) => serde_json::json!({"StatusCode": -1, "Error": {"Message": e.message}}),
+        };
+        Ok::<_, std::convert::Infallible>(crate::stream::ndjson_line(&v))
+    });
+    Ok(crate::stream::streaming("application/json", body))
 }
 
 async fn logs(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {
@@ -136,9 +148,26 @@ async fn exec_inspect(State(b): State<AppState>, Path(id): Path<String>) -> Http
     ok(&b.exec_inspect(&id).await?)
 }
 
-/// The docker CLI asks to upgrade the connection (`Upgrade: tcp`) and then reads the output
-/// frames from the raw socket; plain HTTP clients get a chunked stream instead. Stdin is not
-/// forwarded: output only.
+async fn exec_resize(
+    State(b): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryParams,
+) -> HttpResult {
+    let dim = |k: &str| -> Result<u16, HttpError> {
+        let v = q.opt_i64(k)?.unwrap_or(0);
+        u16::try_from(v).map_err(|_| {
+            HttpError(ApiError::invalid_argument(format!(
+                "invalid terminal size {k}={v}"
+            )))
+        })
+    };
+    b.exec_resize(&id, dim("h")?, dim("w")?).await?;
+    empty(StatusCode::OK)
+}
+
+/// The docker CLI asks to upgrade the connection (`Upgrade: tcp`), then writes the session's
+/// input to the raw socket (half-closing it at the end) and reads the output from it; plain
+/// HTTP clients get a chunked stream of the output instead, with no input.
 async fn exec_start(
     State(b): State<AppState>,
     Path(id): Path<String>,
@@ -159,15 +188,27 @@ async fn exec_start(
         decode(&bytes)?
     };
     let detach = body.get("Detach").and_then(Value::as_bool).unwrap_or(false);
-    let out = b.exec_start(&id, body).await?;
+    let upgrade = on_upgrade.filter(|_| wants_upgrade && !detach);
+    // Input reaches the backend through this channel once the connection is upgraded.
+    let (stdin_tx, stdin) = match &upgrade {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, ApiError>>(16);
+            (
+                Some(tx),
+                Some(tokio_stream::wrappers::ReceiverStream::new(rx).boxed()),
+            )
+        }
+        None => (None, None),
+    };
+    let out = b.exec_start(&id, body, stdin).await?;
     if detach {
         return empty(StatusCode::OK);
     }
     let fmt = LogFormat::default();
-    match (wants_upgrade, on_upgrade) {
-        (true, Some(on_upgrade)) => {
+    match upgrade {
+        Some(on_upgrade) => {
             let ct = if out.tty { RAW_STREAM } else { MULTIPLEXED };
-            tokio::spawn(pump_upgraded(on_upgrade, out, fmt));
+            tokio::spawn(pump_upgraded(on_upgrade, out, fmt, stdin_tx));
             let mut r = Response::new(axum::body::Body::empty());
             *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let h = r.headers_mut();
@@ -176,12 +217,18 @@ async fn exec_start(
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             Ok(r)
         }
-        _ => Ok(logs_response(out.lines, fmt, out.tty)),
+        None => Ok(logs_response(out.lines, fmt, out.tty)),
     }
 }
 
-/// Writes exec output onto the upgraded connection, then closes our side.
-async fn pump_upgraded(on_upgrade: hyper::upgrade::OnUpgrade, mut out: Logs, fmt: LogFormat) {
+/// Writes exec output onto the upgraded connection, then closes our side; what the client
+/// writes goes to `stdin` until it half-closes the connection.
+async fn pump_upgraded(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    mut out: Logs,
+    fmt: LogFormat,
+    stdin: Option<tokio::sync::mpsc::Sender<Result<bytes::Bytes, ApiError>>>,
+) {
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
@@ -189,7 +236,23 @@ async fn pump_upgraded(on_upgrade: hyper::upgrade::OnUpgrade, mut out: Logs, fmt
             return;
         }
     };
-    let mut io = TokioIo::new(upgraded);
+    let (mut rd, mut io) = tokio::io::split(TokioIo::new(upgraded));
+    let reader = stdin.map(|tx| {
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let chunk = bytes::Bytes::copy_from_slice(&buf[..n]);
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    });
     while let Some(item) = out.lines.next().await {
         let chunk = match item {
             Ok(line) => {
@@ -203,8 +266,11 @@ async fn pump_upgraded(on_upgrade: hyper::upgrade::OnUpgrade, mut out: Logs, fmt
             Err(e) => encode_frame(crate::stream::StdStream::SystemErr, e.message.as_bytes()),
         };
         if io.write_all(&chunk).await.is_err() {
-            return;
+            break;
         }
+    }
+    if let Some(r) = reader {
+        r.abort();
     }
     let _ = io.shutdown().await;
 }

@@ -347,7 +347,12 @@ impl Backend for Fake {
         }
         Ok(json!({"Id": "exec1"}))
     }
-    async fn exec_start(&self, id: &str, _body: Value) -> BackendResult<Logs> {
+    async fn exec_start(
+        &self,
+        id: &str,
+        _body: Value,
+        _stdin: Option<shoal_api::ByteStream>,
+    ) -> BackendResult<Logs> {
         if id != "exec1" {
             return nf(&format!("No such exec instance: {id}"));
         }

@@ -3,8 +3,11 @@
 //! output ends).
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -21,6 +24,8 @@ use super::runtime::{ExecOptions, Runtime};
 #[derive(Clone, Debug, Default)]
 pub struct ExecSpec {
     pub opts: ExecOptions,
+    /// The caller sends input (`exec -i`); without it the process reads /dev/null.
+    pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
 }
@@ -42,6 +47,9 @@ pub struct ExecInfo {
 /// Output chunks of a started exec, in the order the process wrote them per stream.
 pub type ExecOutputStream = BoxStream<'static, (LogStream, Vec<u8>)>;
 
+/// Input for a started exec; the end of the stream closes the process's stdin.
+pub type ExecInputStream = BoxStream<'static, Vec<u8>>;
+
 /// Finished sessions are forgotten after this long (Docker forgets them with the container).
 const KEEP_FINISHED: Duration = Duration::from_secs(600);
 const MAX_SESSIONS: usize = 1024;
@@ -49,6 +57,8 @@ const MAX_SESSIONS: usize = 1024;
 struct Entry {
     info: ExecInfo,
     finished_at: Option<Instant>,
+    /// A TTY session's terminal (our side) and runc's pid, for resizing.
+    tty: Option<(Arc<File>, u32)>,
 }
 
 #[derive(Default)]
@@ -102,7 +112,103 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// Copies a TTY session's terminal into the channel (blocking reads on the pty master).
+/// The read fails with EIO once runc, the last holder of the other side, has exited.
+fn pump_tty(r: Arc<File>, tx: mpsc::Sender<(LogStream, Vec<u8>)>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut open = true;
+    loop {
+        match Read::read(&mut &*r, &mut buf) {
+            Ok(0) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+            Ok(n) => {
+                if open
+                    && tx
+                        .blocking_send((LogStream::Stdout, buf[..n].to_vec()))
+                        .is_err()
+                {
+                    open = false;
+                }
+            }
+        }
+    }
+}
+
+/// Feeds the caller's input to the process; ends (closing the process's stdin on the pipe
+/// path) when the caller's stream ends or the process stops reading.
+async fn feed_stdin<W: tokio::io::AsyncWrite + Unpin>(mut w: W, mut input: ExecInputStream) {
+    use tokio::io::AsyncWriteExt;
+    while let Some(chunk) = input.next().await {
+        if w.write_all(&chunk).await.is_err() || w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Writes input to a TTY session's terminal.
+async fn feed_tty(w: Arc<File>, mut input: ExecInputStream) {
+    while let Some(chunk) = input.next().await {
+        let w = w.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let mut f: &File = &w;
+            f.write_all(&chunk)
+        })
+        .await;
+        if !matches!(res, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
+
+/// Opens a pseudo-terminal for runc's stdio: runc finds its host console there, puts it in raw
+/// mode and relays it to the container's terminal. Returns (our side, runc's side).
+fn open_tty() -> Result<(File, File)> {
+    let pty = nix::pty::openpty(None, None)
+        .map_err(|e| Error::Runtime(format!("opening a terminal for exec: {e}")))?;
+    Ok((File::from(pty.master), File::from(pty.slave)))
+}
+
+fn set_winsize(f: &File, height: u16, width: u16) -> Result<()> {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if rc != 0 {
+        return Err(Error::Runtime(format!(
+            "resizing the exec terminal: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
 impl Runtime {
+    /// Resizes a running TTY session's terminal; runc passes the new size on when it gets
+    /// SIGWINCH.
+    pub fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
+        let tty = self.inner.execs.with(|m| match m.get(id) {
+            None => Err(Error::NotFound(format!("no such exec instance: {id}"))),
+            Some(e) => Ok(e.tty.clone()),
+        })??;
+        let Some((master, runc_pid)) = tty else {
+            return Err(Error::Conflict(format!(
+                "exec instance {id} has no running terminal"
+            )));
+        };
+        set_winsize(&master, height, width)?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(runc_pid).unwrap_or(0));
+        if pid.as_raw() > 0 {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH);
+        }
+        Ok(())
+    }
+
     /// Registers an exec session in a running container; returns its id.
     pub fn exec_create(&self, container: &str, spec: ExecSpec) -> Result<String> {
         let c = self.lookup(container)?;
@@ -137,6 +243,7 @@ impl Runtime {
                 Entry {
                     info,
                     finished_at: None,
+                    tty: None,
                 },
             );
             Ok(())
@@ -153,8 +260,12 @@ impl Runtime {
 
     /// Starts the session's process. The returned stream carries its output and ends after
     /// the process exited and its exit code was recorded. Dropping the stream (detach) leaves
-    /// the process running.
-    pub async fn exec_start(&self, id: &str) -> Result<ExecOutputStream> {
+    /// the process running. `stdin` is used when the session was created with `attach_stdin`.
+    pub async fn exec_start(
+        &self,
+        id: &str,
+        stdin: Option<ExecInputStream>,
+    ) -> Result<ExecOutputStream> {
         let (container_id, spec) = self.inner.execs.with(|m| match m.get_mut(id) {
             None => Err(Error::NotFound(format!("no such exec instance: {id}"))),
             Some(e) if e.info.started => Err(Error::Conflict(format!(
@@ -190,22 +301,74 @@ impl Runtime {
                     return Err(e);
                 }
             };
-        cmd.stdin(Stdio::null())
+        let stdin = stdin.filter(|_| spec.attach_stdin);
+        let tty = if spec.opts.tty {
+            let (master, slave) = match open_tty().and_then(|(m, s)| {
+                let (s2, s3) = (s.try_clone(), s.try_clone());
+                match (s2, s3) {
+                    (Ok(s2), Ok(s3)) => Ok((m, (s, s2, s3))),
+                    (Err(e), _) | (_, Err(e)) => {
+                        Err(Error::Runtime(format!("opening a terminal for exec: {e}")))
+                    }
+                }
+            }) {
+                Ok(t) => t,
+                Err(e) => {
+                    fail(self, 126);
+                    return Err(e);
+                }
+            };
+            cmd.stdin(Stdio::from(slave.0))
+                .stdout(Stdio::from(slave.1))
+                .stderr(Stdio::from(slave.2));
+            Some(Arc::new(master))
+        } else {
+            cmd.stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = match cmd.spawn() {
+            None
+        };
+        let spawned = cmd.spawn();
+        // Our copies of the terminal's runc side must go, or its reads never see the end.
+        drop(cmd);
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 fail(self, 126);
                 return Err(Error::Runtime(format!("running exec: {e}")));
             }
         };
+        let runc_pid = child.id().unwrap_or(0);
         self.inner.execs.with(|m| {
             if let Some(e) = m.get_mut(id) {
                 e.info.running = true;
+                e.tty = tty.clone().map(|t| (t, runc_pid));
             }
         })?;
         let (tx, rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
+        if let Some(input) = stdin {
+            match (&tty, child.stdin.take()) {
+                (Some(master), _) => {
+                    tokio::spawn(feed_tty(master.clone(), input));
+                }
+                (None, Some(pipe)) => {
+                    tokio::spawn(feed_stdin(pipe, input));
+                }
+                (None, None) => {}
+            }
+        }
+        let tty_out = tty.map(|master| {
+            let tx = if spec.attach_stdout || spec.attach_stderr {
+                tx.clone()
+            } else {
+                mpsc::channel(1).0
+            };
+            tokio::task::spawn_blocking(move || pump_tty(master, tx))
+        });
         let out = child.stdout.take().map(|o| {
             let tx = spec.attach_stdout.then(|| tx.clone());
             tokio::spawn(async move {
@@ -251,6 +414,9 @@ impl Runtime {
             for h in [out, err].into_iter().flatten() {
                 let _ = h.await;
             }
+            if let Some(h) = tty_out {
+                let _ = h.await;
+            }
             let code = match child.wait().await {
                 Ok(st) => super::runtime::exit_code_of(&st),
                 Err(_) => 255,
@@ -260,6 +426,7 @@ impl Runtime {
             let _ = rt.inner.execs.with(|m| {
                 if let Some(e) = m.get_mut(&id) {
                     e.info.running = false;
+                    e.tty = None;
                     e.info.exit_code = Some(code);
                     e.finished_at = Some(Instant::now());
                 }

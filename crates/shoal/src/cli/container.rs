@@ -239,7 +239,7 @@ pub struct ExecArgs {
     /// Detached mode: run command in the background
     #[arg(short, long)]
     pub detach: bool,
-    /// Keep STDIN open (not supported: output only)
+    /// Keep STDIN open and send it to the command
     #[arg(short, long)]
     pub interactive: bool,
     /// Allocate a pseudo-TTY
@@ -811,12 +811,10 @@ async fn logs(c: &Client, a: LogsArgs) -> CliResult {
 }
 
 async fn exec(c: &Client, a: ExecArgs) -> CliResult {
-    if a.interactive {
-        eprintln!("WARNING: -i: standard input is not forwarded by this daemon (output only)");
-    }
+    let interactive = a.interactive && !a.detach;
     let mut body = json!({
         "Cmd": a.command, "Env": a.env, "Tty": a.tty,
-        "AttachStdout": !a.detach, "AttachStderr": !a.detach, "AttachStdin": false,
+        "AttachStdout": !a.detach, "AttachStderr": !a.detach, "AttachStdin": interactive,
     });
     if let Some(u) = &a.user {
         body["User"] = json!(u);
@@ -844,6 +842,10 @@ async fn exec(c: &Client, a: ExecArgs) -> CliResult {
         .await?;
         return Ok(());
     }
+    if interactive {
+        exec_interactive(c, &id, a.tty).await?;
+        return exit_with_exec_code(c, &id).await;
+    }
     // No body: the daemon treats it as {"Detach":false} and streams the output.
     let stream = c.stream(Method::POST, &format!("/exec/{id}/start")).await?;
     if a.tty {
@@ -854,12 +856,80 @@ async fn exec(c: &Client, a: ExecArgs) -> CliResult {
     } else {
         print_frames(demux_stream(stream)).await?;
     }
+    exit_with_exec_code(c, &id).await
+}
+
+async fn exit_with_exec_code(c: &Client, id: &str) -> CliResult {
     let info: Value = c.get_json(&format!("/exec/{id}/json")).await?;
     let code = info["ExitCode"].as_i64().unwrap_or(0);
     if code != 0 {
         std::process::exit(code.clamp(1, 255) as i32);
     }
     Ok(())
+}
+
+/// `exec -i`: hijacks the start request, copies our stdin into the connection (half-closing
+/// it at the end, which closes the process's stdin) and prints what comes back.
+async fn exec_interactive(c: &Client, id: &str, tty: bool) -> CliResult {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let conn = c
+        .hijack(
+            &format!("/exec/{id}/start"),
+            &json!({"Detach": false, "Tty": tty}),
+        )
+        .await?;
+    let (rd, mut wr) = tokio::io::split(conn);
+    let input = tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stdin.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if wr.write_all(&buf[..n]).await.is_err() || wr.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let output = futures::stream::unfold(rd, |mut rd| async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        match rd.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), rd))
+            }
+            Err(e) => Some((
+                Err(shoal_api::types::ApiError::internal(format!(
+                    "reading exec output: {e}"
+                ))),
+                rd,
+            )),
+        }
+    })
+    .boxed();
+    let res = if tty {
+        let mut output = output;
+        let mut res = Ok(());
+        while let Some(b) = output.next().await {
+            match b {
+                Ok(b) => out(&String::from_utf8_lossy(&b)),
+                Err(e) => {
+                    res = Err(e.into());
+                    break;
+                }
+            }
+        }
+        res
+    } else {
+        print_frames(demux_stream(output)).await
+    };
+    // The process is gone: whatever stdin still holds is not wanted any more.
+    input.abort();
+    res
 }
 
 /// `0.0.0.0:8080->80/tcp, 443/tcp` from the list's `Ports`.

@@ -511,8 +511,16 @@ impl shoal_api::Backend for DaemonBackend {
         containers::exec_create(&self.0.runtime, container, body)
     }
 
-    async fn exec_start(&self, id: &str, body: Value) -> BackendResult<Logs> {
-        containers::exec_start(&self.0.runtime, id, body).await
+    async fn exec_start(
+        &self,
+        id: &str,
+        body: Value,
+        stdin: Option<shoal_api::ByteStream>,
+    ) -> BackendResult<Logs> {
+        containers::exec_start(&self.0.runtime, id, body, stdin).await
+    }
+    async fn exec_resize(&self, id: &str, height: u16, width: u16) -> BackendResult<()> {
+        containers::exec_resize(&self.0.runtime, id, height, width)
     }
 
     async fn exec_inspect(&self, id: &str) -> BackendResult<Value> {

@@ -405,6 +405,7 @@ pub fn exec_create(rt: &Runtime, container: &str, body: Value) -> Result<Value, 
             working_dir: Some(req.working_dir).filter(|w| !w.is_empty()),
             tty: req.tty,
         },
+        attach_stdin: req.attach_stdin,
         attach_stdout: req.attach_stdout,
         attach_stderr: req.attach_stderr,
     };
@@ -412,10 +413,21 @@ pub fn exec_create(rt: &Runtime, container: &str, body: Value) -> Result<Value, 
     Ok(json!({"Id": id}))
 }
 
-pub async fn exec_start(rt: &Runtime, id: &str, body: Value) -> Result<Logs, ApiError> {
+pub async fn exec_start(
+    rt: &Runtime,
+    id: &str,
+    body: Value,
+    stdin: Option<shoal_api::ByteStream>,
+) -> Result<Logs, ApiError> {
     let detach = body.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     let tty = rt.exec_inspect(id).map_err(api_error)?.spec.opts.tty;
-    let out = rt.exec_start(id).await.map_err(api_error)?;
+    // A read error on the client's connection ends the input like a close would.
+    let stdin = stdin.map(|s| {
+        s.take_while(|r| futures::future::ready(r.is_ok()))
+            .filter_map(|r| futures::future::ready(r.ok().map(|b| b.to_vec())))
+            .boxed()
+    });
+    let out = rt.exec_start(id, stdin).await.map_err(api_error)?;
     if detach {
         drop(out);
         return Ok(Logs {
@@ -439,6 +451,10 @@ pub async fn exec_start(rt: &Runtime, id: &str, body: Value) -> Result<Logs, Api
     Ok(Logs { tty, lines })
 }
 
+pub fn exec_resize(rt: &Runtime, id: &str, height: u16, width: u16) -> Result<(), ApiError> {
+    rt.exec_resize(id, height, width).map_err(api_error)
+}
+
 pub fn exec_inspect(rt: &Runtime, id: &str) -> Result<Value, ApiError> {
     let e = rt.exec_inspect(id).map_err(api_error)?;
     let o = &e.spec.opts;
@@ -449,7 +465,7 @@ pub fn exec_inspect(rt: &Runtime, id: &str) -> Result<Value, ApiError> {
             "arguments": o.cmd.iter().skip(1).collect::<Vec<_>>(), "privileged": false,
             "user": o.user.clone().unwrap_or_default(),
         },
-        "OpenStdin": false, "OpenStderr": e.spec.attach_stderr,
+        "OpenStdin": e.spec.attach_stdin, "OpenStderr": e.spec.attach_stderr,
         "OpenStdout": e.spec.attach_stdout, "CanRemove": false,
         "ContainerID": e.container_id, "DetachKeys": "", "Pid": e.pid,
     }))
