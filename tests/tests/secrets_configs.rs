@@ -62,3 +62,98 @@ fn secrets_and_configs_round_trip() {
     assert!(h.docker(&["secret", "inspect", "db_pw"]).is_err());
     assert_eq!(h.api_get("/v1.47/configs").unwrap(), serde_json::json!([]));
 }
+
+/// `--template-driver golang`: the config is rendered on the node for each task (service,
+/// task slot, node hostname, the container's env, another secret of the task); the stored
+/// config keeps the template, and an unknown driver is refused.
+#[test]
+fn templated_config_rendered_per_task() {
+    let lab = Lab::new(LabOptions {
+        hosts: 1,
+        daemon_args: Vec::new(),
+    })
+    .unwrap();
+    lab.init_swarm().unwrap();
+    let h = lab.host(1);
+    let images = shoal_e2e::test_images().unwrap();
+    h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])
+        .unwrap();
+    let tpl = "svc={{.Service.Name}} slot={{.Task.Slot}} node={{.Node.Hostname}} \
+               mode={{env \"MODE\"}} pw={{secret \"pw\"}}\n";
+    let out = h
+        .shoal_stdin(
+            &[
+                "config",
+                "create",
+                "--template-driver",
+                "golang",
+                "app_tpl",
+                "-",
+            ],
+            tpl,
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bad = h
+        .shoal_stdin(
+            &[
+                "config",
+                "create",
+                "--template-driver",
+                "jinja",
+                "bad_tpl",
+                "-",
+            ],
+            tpl,
+        )
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not supported"),
+        "{bad:?}"
+    );
+    let pw = h
+        .shoal_stdin(&["secret", "create", "pw", "-"], "hunter2")
+        .unwrap();
+    assert!(pw.status.success(), "{pw:?}");
+    h.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "tpl",
+        "-e",
+        "MODE=prod",
+        "--secret",
+        "pw",
+        "--config",
+        "source=app_tpl,target=/app.conf",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])
+    .unwrap();
+    let cid = shoal_e2e::wait_for(
+        "the task's container",
+        std::time::Duration::from_secs(60),
+        || {
+            let ps = h.docker(&["ps", "-q", "--filter", "name=tpl."])?;
+            Ok(ps.lines().next().map(str::to_string))
+        },
+    )
+    .unwrap();
+    let rendered = h.docker(&["exec", &cid, "cat", "/app.conf"]).unwrap();
+    let hostname = h
+        .docker(&["info", "--format", "{{.Name}}"])
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        rendered,
+        format!("svc=tpl slot=1 node={hostname} mode=prod pw=hunter2\n")
+    );
+    // The cluster keeps the template itself.
+    let stored = h.docker(&["config", "inspect", "app_tpl"]).unwrap();
+    assert!(stored.contains("\"golang\""), "{stored}");
+    h.docker(&["service", "rm", "tpl"]).unwrap();
+}

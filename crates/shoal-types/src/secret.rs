@@ -68,6 +68,18 @@ pub struct Config {
 }
 
 /// Secret/config names: `^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$`, at most 64 characters.
+/// The one template driver there is (Go text/template syntax, rendered on the node).
+pub const TEMPLATE_DRIVER_GOLANG: &str = "golang";
+
+fn validate_templating(driver: Option<&Driver>) -> Result<(), ApiError> {
+    match driver.map(|d| d.name.as_str()) {
+        None | Some("") | Some(TEMPLATE_DRIVER_GOLANG) => Ok(()),
+        Some(other) => Err(ApiError::invalid_argument(format!(
+            "template driver {other:?} is not supported (use {TEMPLATE_DRIVER_GOLANG:?})"
+        ))),
+    }
+}
+
 pub fn validate_secret_name(kind: &str, name: &str) -> Result<(), ApiError> {
     let b = name.as_bytes();
     let ok = !b.is_empty()
@@ -100,6 +112,7 @@ impl SecretSpec {
     /// Name and data checks for create. Secrets from an external driver carry no data.
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_secret_name("secret", &self.annotations.name)?;
+        validate_templating(self.templating.as_ref())?;
         if self.driver.as_ref().is_some_and(|d| !d.name.is_empty()) {
             if self
                 .data
@@ -141,6 +154,7 @@ impl Secret {
 impl ConfigSpec {
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_secret_name("config", &self.annotations.name)?;
+        validate_templating(self.templating.as_ref())?;
         validate_data("config", self.data.as_deref(), MAX_CONFIG_SIZE)
     }
 

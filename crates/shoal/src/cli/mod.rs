@@ -19,7 +19,7 @@ mod stack;
 mod swarm;
 mod system;
 mod tasks;
-mod template;
+pub(crate) mod template;
 mod volume;
 
 use clap::Subcommand;

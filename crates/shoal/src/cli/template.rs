@@ -32,6 +32,9 @@ pub struct Template {
     nodes: Vec<Node>,
 }
 
+/// Functions a caller adds to the built-in ones (config templates' `env`, `secret`, `config`).
+pub type ExtraFuncs<'a> = &'a dyn Fn(&str, &[Value]) -> Option<Result<Value, String>>;
+
 const FUNCS: &[&str] = &[
     "json", "upper", "lower", "title", "len", "join", "index", "println", "print", "pad",
     "truncate",
@@ -148,12 +151,12 @@ fn parse_arg(w: &str) -> Result<Arg, String> {
     ))
 }
 
-fn parse_pipeline(s: &str) -> Result<Pipeline, String> {
+fn parse_pipeline(s: &str, extra: &[&str]) -> Result<Pipeline, String> {
     let words = split_words(s)?;
     let Some(first) = words.first() else {
         return Err("template parsing error: missing value for command".into());
     };
-    if FUNCS.contains(&first.as_str()) {
+    if FUNCS.contains(&first.as_str()) || extra.contains(&first.as_str()) {
         let args = words[1..]
             .iter()
             .map(|w| parse_arg(w))
@@ -178,6 +181,7 @@ fn parse_pipeline(s: &str) -> Result<Pipeline, String> {
 fn parse_nodes(
     toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>,
     stops: &[&str],
+    extra: &[&str],
 ) -> Result<(Vec<Node>, Option<String>), String> {
     let mut nodes = Vec::new();
     while let Some(tok) = toks.next() {
@@ -191,11 +195,11 @@ fn parse_nodes(
                     return Ok((nodes, Some(a)));
                 }
                 if let Some(cond) = a.strip_prefix("if ") {
-                    let p = parse_pipeline(cond)?;
-                    let (then, stop) = parse_nodes(toks, &["else", "end"])?;
+                    let p = parse_pipeline(cond, extra)?;
+                    let (then, stop) = parse_nodes(toks, &["else", "end"], extra)?;
                     let otherwise = match stop.as_deref() {
                         Some("else") => {
-                            let (e, stop) = parse_nodes(toks, &["end"])?;
+                            let (e, stop) = parse_nodes(toks, &["end"], extra)?;
                             if stop.is_none() {
                                 return Err(
                                     "template parsing error: unexpected EOF (missing {{end}})"
@@ -213,8 +217,8 @@ fn parse_nodes(
                     };
                     nodes.push(Node::If(p, then, otherwise));
                 } else if let Some(over) = a.strip_prefix("range ") {
-                    let p = parse_pipeline(over)?;
-                    let (body, stop) = parse_nodes(toks, &["end"])?;
+                    let p = parse_pipeline(over, extra)?;
+                    let (body, stop) = parse_nodes(toks, &["end"], extra)?;
                     if stop.is_none() {
                         return Err(
                             "template parsing error: unexpected EOF (missing {{end}})".into()
@@ -224,7 +228,7 @@ fn parse_nodes(
                 } else if a == "end" || a == "else" {
                     return Err(format!("template parsing error: unexpected {{{{{a}}}}}"));
                 } else {
-                    nodes.push(Node::Action(parse_pipeline(&a)?));
+                    nodes.push(Node::Action(parse_pipeline(&a, extra)?));
                 }
             }
         }
@@ -234,16 +238,28 @@ fn parse_nodes(
 
 impl Template {
     pub fn parse(src: &str) -> Result<Template, String> {
+        Template::parse_with(src, &[])
+    }
+
+    /// Parses with functions of the caller's (`extra`) besides the built-in ones; render such
+    /// a template with [`Template::render_with`].
+    pub fn parse_with(src: &str, extra: &[&str]) -> Result<Template, String> {
         let mut toks = lex(src)?.into_iter().peekable();
-        let (nodes, stop) = parse_nodes(&mut toks, &[])?;
+        let (nodes, stop) = parse_nodes(&mut toks, &[], extra)?;
         debug_assert!(stop.is_none());
         Ok(Template { nodes })
     }
 
     /// Renders against `data`. Missing fields print `<no value>`, as Go does for maps.
     pub fn render(&self, data: &Value) -> Result<String, String> {
+        self.render_with(data, &|_, _| None)
+    }
+
+    /// Renders with the caller's functions: `extra(name, args)` answers `None` for names it
+    /// does not know.
+    pub fn render_with(&self, data: &Value, extra: ExtraFuncs<'_>) -> Result<String, String> {
         let mut out = String::new();
-        render_nodes(&self.nodes, data, &mut out)?;
+        render_nodes(&self.nodes, data, &mut out, extra)?;
         Ok(out)
     }
 }
@@ -315,7 +331,7 @@ fn title_case(s: &str) -> String {
     out
 }
 
-fn eval(p: &Pipeline, data: &Value) -> Result<Value, String> {
+fn eval(p: &Pipeline, data: &Value, extra: ExtraFuncs<'_>) -> Result<Value, String> {
     let args: Vec<Value> = p.args.iter().map(|a| eval_arg(a, data)).collect();
     let one = || args.first().cloned().unwrap_or(Value::Null);
     let Some(f) = p.func.as_deref() else {
@@ -372,11 +388,19 @@ fn eval(p: &Pipeline, data: &Value) -> Result<Value, String> {
             let n = args.get(1).and_then(Value::as_u64).unwrap_or(u64::MAX) as usize;
             Value::String(s(&one()).chars().take(n).collect())
         }
-        other => return Err(format!("function {other:?} not defined")),
+        other => match extra(other, &args) {
+            Some(v) => v?,
+            None => return Err(format!("function {other:?} not defined")),
+        },
     })
 }
 
-fn render_nodes(nodes: &[Node], data: &Value, out: &mut String) -> Result<(), String> {
+fn render_nodes(
+    nodes: &[Node],
+    data: &Value,
+    out: &mut String,
+    extra: ExtraFuncs<'_>,
+) -> Result<(), String> {
     for n in nodes {
         match n {
             Node::Text(t) => out.push_str(t),
@@ -387,25 +411,25 @@ fn render_nodes(nodes: &[Node], data: &Value, out: &mut String) -> Result<(), St
                 if missing {
                     out.push_str("<no value>");
                 } else {
-                    out.push_str(&go_string(&eval(p, data)?));
+                    out.push_str(&go_string(&eval(p, data, extra)?));
                 }
             }
             Node::If(p, then, otherwise) => {
-                if truthy(&eval(p, data)?) {
-                    render_nodes(then, data, out)?;
+                if truthy(&eval(p, data, extra)?) {
+                    render_nodes(then, data, out, extra)?;
                 } else {
-                    render_nodes(otherwise, data, out)?;
+                    render_nodes(otherwise, data, out, extra)?;
                 }
             }
-            Node::Range(p, body) => match eval(p, data)? {
+            Node::Range(p, body) => match eval(p, data, extra)? {
                 Value::Array(items) => {
                     for it in &items {
-                        render_nodes(body, it, out)?;
+                        render_nodes(body, it, out, extra)?;
                     }
                 }
                 Value::Object(m) => {
                     for v in m.values() {
-                        render_nodes(body, v, out)?;
+                        render_nodes(body, v, out, extra)?;
                     }
                 }
                 Value::Null => {}

@@ -4,6 +4,7 @@
 
 use super::images::{Images, api_error};
 use super::netplane::{self, NetPlane, PrepareError};
+use super::templating::{self, TemplateInputs};
 use async_trait::async_trait;
 use shoal_agent::worker::{ExecError, Exit, TaskExecutor};
 use shoal_runtime::container::{
@@ -12,7 +13,7 @@ use shoal_runtime::container::{
 };
 use shoal_runtime::image::{Reference, registry::no_progress};
 use shoal_types::task::NetworkAttachment;
-use shoal_types::task_spec::MountType;
+use shoal_types::task_spec::{ContainerSpec, MountType};
 use shoal_types::{Config, Secret, Task};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,6 +27,8 @@ pub struct ContainerExecutor {
     /// with that reason, tasks without networks run as before).
     pub netplane: Option<Arc<NetPlane>>,
     netplane_error: String,
+    /// For config/secret templates' `.Node.Hostname`.
+    node_hostname: String,
 }
 
 fn fatal(e: impl std::fmt::Display) -> ExecError {
@@ -50,7 +53,12 @@ fn container_name(task: &Task) -> String {
 impl ContainerExecutor {
     /// The executor of the daemon at `data_root`, with its data plane (which removes network
     /// namespaces left by tasks whose containers are gone).
-    pub fn new(images: Arc<Images>, executor: Executor, data_root: &Path) -> ContainerExecutor {
+    pub fn new(
+        images: Arc<Images>,
+        executor: Executor,
+        data_root: &Path,
+        node_hostname: &str,
+    ) -> ContainerExecutor {
         let live: BTreeSet<String> = executor
             .runtime()
             .list(true)
@@ -69,6 +77,41 @@ impl ContainerExecutor {
             executor,
             netplane,
             netplane_error,
+            node_hostname: node_hostname.to_string(),
+        }
+    }
+
+    /// The unrendered data of the task's secrets and configs by target name, for templates.
+    fn template_inputs(
+        &self,
+        spec: &ContainerSpec,
+        secrets: &[Secret],
+        configs: &[Config],
+    ) -> TemplateInputs<'_> {
+        let secret_files = spec.secrets.iter().filter_map(|r| {
+            let s = secrets.iter().find(|s| s.id == r.secret_id)?;
+            let target = r.file.as_ref().map(|f| f.name.clone()).unwrap_or_default();
+            let target = if target.is_empty() {
+                r.secret_name.clone()
+            } else {
+                target
+            };
+            Some((target, s.spec.data.clone().unwrap_or_default()))
+        });
+        let config_files = spec.configs.iter().filter_map(|r| {
+            let c = configs.iter().find(|c| c.id == r.config_id)?;
+            let target = r.file.as_ref().map(|f| f.name.clone()).unwrap_or_default();
+            let target = if target.is_empty() {
+                r.config_name.clone()
+            } else {
+                target
+            };
+            Some((target, c.spec.data.clone().unwrap_or_default()))
+        });
+        TemplateInputs {
+            node_hostname: &self.node_hostname,
+            secrets: secret_files.collect(),
+            configs: config_files.collect(),
         }
     }
 
@@ -156,6 +199,7 @@ impl ContainerExecutor {
                 no_copy: m.volume_options.as_ref().is_some_and(|v| v.no_copy),
             });
         }
+        let inputs = self.template_inputs(spec, secrets, configs);
         let mut files = Vec::new();
         for r in &spec.secrets {
             let Some(s) = secrets.iter().find(|s| s.id == r.secret_id) else {
@@ -171,8 +215,15 @@ impl ContainerExecutor {
                 f.name
             };
             files.push(SecretFile {
+                data: templating::render(
+                    s.spec.templating.as_ref().map(|d| d.name.as_str()),
+                    &format!("secret {}", r.secret_name),
+                    s.spec.data.as_deref().unwrap_or_default(),
+                    task,
+                    &inputs,
+                )
+                .map_err(ExecError::fatal)?,
                 target: name,
-                data: s.spec.data.clone().unwrap_or_default(),
                 uid: parse_id(&f.uid),
                 gid: parse_id(&f.gid),
                 mode: if f.mode == 0 { 0o444 } else { f.mode },
@@ -199,8 +250,15 @@ impl ContainerExecutor {
                 )
             };
             files.push(SecretFile {
+                data: templating::render(
+                    c.spec.templating.as_ref().map(|d| d.name.as_str()),
+                    &format!("config {}", r.config_name),
+                    c.spec.data.as_deref().unwrap_or_default(),
+                    task,
+                    &inputs,
+                )
+                .map_err(ExecError::fatal)?,
                 target,
-                data: c.spec.data.clone().unwrap_or_default(),
                 uid: parse_id(&f.uid),
                 gid: parse_id(&f.gid),
                 mode: if f.mode == 0 { 0o444 } else { f.mode },

@@ -15,6 +15,7 @@ mod named_data;
 pub mod netplane;
 mod networks;
 pub mod swarm;
+pub mod templating;
 
 use anyhow::{Context, Result};
 use config::DaemonConfig;
@@ -109,6 +110,7 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
             images.clone(),
             shoal_runtime::container::Executor::new(runtime.clone()),
             &cfg.data_root,
+            &cfg.hostname,
         ));
     let bridge = bridge::open_default(&cfg, &runtime).await;
     let daemon = Arc::new(Daemon {
