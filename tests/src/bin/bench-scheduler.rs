@@ -16,8 +16,7 @@ use shoal_proto::dispatcher::{
 use shoal_types::node::NodeDescription;
 use shoal_types::{Task, TaskState, TaskStatus};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn rss_kib(pid: u32) -> Result<u64> {
@@ -31,7 +30,10 @@ fn rss_kib(pid: u32) -> Result<u64> {
 }
 
 /// One simulated agent: heartbeats, follows its assignments, reports new tasks running.
-async fn agent(addr: String, creds: NodeCredentials, assigned: Arc<AtomicUsize>) -> Result<()> {
+/// Distinct task IDs delivered to any agent (a task moved between nodes counts once).
+type Delivered = Arc<Mutex<HashSet<String>>>;
+
+async fn agent(addr: String, creds: NodeCredentials, assigned: Delivered) -> Result<()> {
     let ch = ca::tls::endpoint(&addr, &creds)
         .map_err(|e| anyhow!("{e}"))?
         .timeout(Duration::from_secs(30))
@@ -121,12 +123,18 @@ async fn agent(addr: String, creds: NodeCredentials, assigned: Arc<AtomicUsize>)
                 continue;
             };
             if t.desired_state == TaskState::Running && known.insert(t.id.clone()) {
-                assigned.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut d) = assigned.lock() {
+                    d.insert(t.id.clone());
+                }
                 let _ = tx.send(t.id);
             }
         }
     }
     Ok(())
+}
+
+fn delivered(d: &Delivered) -> usize {
+    d.lock().map(|s| s.len()).unwrap_or(0)
 }
 
 fn running_tasks(lab: &Lab, name: &str) -> Result<u64> {
@@ -162,7 +170,7 @@ fn main() -> Result<()> {
     let idle_rss = rss_kib(pid)?;
     let addr = format!("{}:2377", h1.addr);
     let ns = h1.netns.clone();
-    let assigned = Arc::new(AtomicUsize::new(0));
+    let assigned: Delivered = Arc::new(Mutex::new(HashSet::new()));
 
     // The agents live on a runtime whose threads are in the lab host's namespace.
     let counter = assigned.clone();
@@ -249,7 +257,7 @@ fn main() -> Result<()> {
     let mut peak_rss = before;
     let limit = Duration::from_secs(300);
     loop {
-        if all_assigned.is_none() && assigned.load(Ordering::Relaxed) as u64 >= tasks {
+        if all_assigned.is_none() && delivered(&assigned) as u64 >= tasks {
             all_assigned = Some(start.elapsed());
         }
         peak_rss = peak_rss.max(rss_kib(pid)?);
@@ -260,7 +268,7 @@ fn main() -> Result<()> {
         if start.elapsed() > limit {
             return Err(anyhow!(
                 "not all running after {limit:?}: {} of {tasks} assigned to agents, {up} reported running; manager RSS peak {:.1} MiB",
-                assigned.load(Ordering::Relaxed),
+                delivered(&assigned),
                 peak_rss as f64 / 1024.0
             ));
         }
