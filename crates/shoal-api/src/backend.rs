@@ -50,6 +50,17 @@ pub struct Logs {
     pub lines: LogStream,
 }
 
+/// Query of `POST /containers/{id}/attach`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttachOptions {
+    /// Keep streaming until the container stops.
+    pub stream: bool,
+    /// Replay the output written before the attach.
+    pub logs: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
 /// Query of `GET /events`.
 #[derive(Debug, Clone, Default)]
 pub struct EventsOptions {
@@ -255,6 +266,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn container_remove(&self, id: &str, force: bool, volumes: bool) -> BackendResult<()> {
         let _ = (id, force, volumes);
         unsupported("removing containers")
+    }
+    /// `POST /containers/{id}/attach`: the container's output from now on (and its earlier
+    /// output with `logs`), ending when it stops; attaching to a created container waits for
+    /// its start.
+    async fn container_attach(&self, id: &str, opts: AttachOptions) -> BackendResult<Logs> {
+        let _ = (id, opts);
+        unsupported("attaching to containers")
     }
     /// Body is moby's `ExecOptions`; returns `{"Id"}`.
     async fn exec_create(&self, container: &str, body: Value) -> BackendResult<Value> {

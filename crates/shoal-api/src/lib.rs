@@ -23,8 +23,8 @@ pub mod types;
 pub mod version;
 
 pub use backend::{
-    Backend, BackendResult, ByteStream, ContainerListOptions, EventStream, EventsOptions,
-    ImagePullOptions, Logs, LogsOptions, ProgressStream, ServiceUpdateOptions,
+    AttachOptions, Backend, BackendResult, ByteStream, ContainerListOptions, EventStream,
+    EventsOptions, ImagePullOptions, Logs, LogsOptions, ProgressStream, ServiceUpdateOptions,
 };
 pub use client::Client;
 pub use filters::Filters;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{AppState, created, empty, logs_options, ok};
-use crate::backend::{ContainerListOptions, Logs};
+use crate::backend::{AttachOptions, ContainerListOptions, Logs};
 use crate::body::{JsonBody, OptionalJson, decode};
 use crate::error::{HttpError, HttpResult};
 use crate::query::QueryParams;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/restart", post(restart))
         .route("/containers/{id}/kill", post(kill))
         .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/attach", post(attach))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}/top", get(top))
         .route("/containers/{id}/exec", post(exec_create))
@@ -120,6 +121,41 @@ async fn wait(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams)
         Ok::<_, std::convert::Infallible>(crate::stream::ndjson_line(&v))
     });
     Ok(crate::stream::streaming("application/json", body))
+}
+
+/// `docker run` (without -d), `docker start -a` and `docker attach` hijack this request and
+/// read the output from the raw connection; input is not forwarded to the container (the
+/// connection's input is left unread).
+async fn attach(
+    State(b): State<AppState>,
+    Path(id): Path<String>,
+    q: QueryParams,
+    mut req: Request,
+) -> HttpResult {
+    let wants_upgrade = req.headers().contains_key(header::UPGRADE);
+    let on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let opts = AttachOptions {
+        stream: q.bool("stream"),
+        logs: q.bool("logs"),
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+    };
+    let out = b.container_attach(&id, opts).await?;
+    let fmt = LogFormat::default();
+    match on_upgrade.filter(|_| wants_upgrade) {
+        Some(on_upgrade) => {
+            let ct = if out.tty { RAW_STREAM } else { MULTIPLEXED };
+            tokio::spawn(pump_upgraded(on_upgrade, out, fmt, None));
+            let mut r = Response::new(axum::body::Body::empty());
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = r.headers_mut();
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            Ok(r)
+        }
+        None => Ok(logs_response(out.lines, fmt, out.tty)),
+    }
 }
 
 async fn logs(State(b): State<AppState>, Path(id): Path<String>, q: QueryParams) -> HttpResult {

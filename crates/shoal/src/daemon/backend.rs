@@ -507,6 +507,14 @@ impl shoal_api::Backend for DaemonBackend {
         containers::remove(&self.0, id, force, volumes).await
     }
 
+    async fn container_attach(
+        &self,
+        id: &str,
+        opts: shoal_api::AttachOptions,
+    ) -> BackendResult<Logs> {
+        containers::attach(&self.0.runtime, id, opts)
+    }
+
     async fn exec_create(&self, container: &str, body: Value) -> BackendResult<Value> {
         containers::exec_create(&self.0.runtime, container, body)
     }

@@ -327,6 +327,49 @@ pub async fn wait(rt: &Runtime, id: &str, condition: &str) -> Result<Value, ApiE
     Ok(json!({"StatusCode": exit.exit_code, "Error": exit.error.map(|m| json!({"Message": m}))}))
 }
 
+/// How long an attach to a created container waits for its start.
+const ATTACH_START_WAIT: Duration = Duration::from_secs(3600);
+
+/// `attach`: the output written from now on (and before, with `logs`). On a created container
+/// it first waits for the start (`docker run` attaches before it starts the container); a
+/// container that started and already stopped in the meantime still has its output sent.
+pub fn attach(rt: &Runtime, id: &str, opts: shoal_api::AttachOptions) -> Result<Logs, ApiError> {
+    let c = rt.inspect(id).map_err(api_error)?;
+    let id = c.id.clone();
+    let since = chrono::Utc::now();
+    let rt = rt.clone();
+    let log_opts = LogsOptions {
+        follow: opts.stream,
+        stdout: opts.stdout,
+        stderr: opts.stderr,
+        since: (!opts.logs).then_some(since),
+        ..Default::default()
+    };
+    let lines = futures::stream::once(async move {
+        if opts.stream {
+            let deadline = tokio::time::Instant::now() + ATTACH_START_WAIT;
+            loop {
+                let Ok(c) = rt.inspect(&id) else { break };
+                let started_since = c.state.started_at.is_some_and(|t| t >= since);
+                if c.state.is_running() || started_since {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        match logs(&rt, &id, log_opts) {
+            Ok(l) => l.lines,
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    })
+    .flatten()
+    .boxed();
+    Ok(Logs { tty: false, lines })
+}
+
 pub fn logs(rt: &Runtime, id: &str, opts: LogsOptions) -> Result<Logs, ApiError> {
     let stream = rt
         .logs(
