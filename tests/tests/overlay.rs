@@ -4,7 +4,9 @@
 //! the task from DNS and the VIP within seconds, and removing everything leaves no namespaces.
 
 use anyhow::{Result, anyhow, bail};
-use shoal_e2e::{Lab, LabOptions, in_ns, netplane_namespaces, run, test_images, wait_for};
+use shoal_e2e::{
+    Lab, LabOptions, in_ns, netplane_namespaces, netplane_prefix, run, test_images, wait_for,
+};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -852,5 +854,107 @@ fn healed_partition_converges() -> Result<()> {
         assert!(out.contains(MARKER), "{ip} after the heal: {out}");
     }
     assert!(http_in_container(&lab, &c, "web", "/")?.contains(MARKER));
+    Ok(())
+}
+
+/// One connection to a TCP server in lab namespace `ns` on `addr:port` that sends `marker`,
+/// made from inside `container`; what the container received.
+fn tcp_from_container_to_lab(
+    lab: &Lab,
+    container: &str,
+    ns: &str,
+    addr: &str,
+    port: &str,
+    marker: &str,
+) -> Result<String> {
+    use std::io::Write;
+    let mut server = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "busybox", "nc", "-l", "-p", port])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    if let Some(mut i) = server.stdin.take() {
+        let _ = i.write_all(format!("{marker}\n").as_bytes());
+    }
+    // Let the listener bind before connecting.
+    std::thread::sleep(Duration::from_millis(300));
+    let got = in_container(lab, container, &["nc", "-w", "3", addr, port]);
+    // The server ends after one connection; stop it by its PID if none came.
+    let _ = server.kill();
+    let _ = server.wait();
+    got
+}
+
+/// Task containers reach their node's network through the gateway bridge (default route
+/// off the overlays, masqueraded), and the bridge goes with the last task.
+#[test]
+fn task_reaches_its_node_network_through_the_gateway_bridge() -> Result<()> {
+    let images = test_images()?;
+    let lab = Lab::new(LabOptions {
+        hosts: 2,
+        daemon_args: Vec::new(),
+    })?;
+    lab.form_cluster(1)?;
+    for h in &lab.hosts {
+        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
+    }
+    wait_for("2 ready nodes", Duration::from_secs(30), || {
+        let out = lab.host(1).shoal(&["node", "ls"])?;
+        Ok((out.matches("Ready").count() == 2).then_some(()))
+    })?;
+    let h1 = lab.host(1);
+    h1.docker(&["network", "create", "-d", "overlay", "front"])?;
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "front",
+        "--constraint",
+        "node.hostname==node2",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])?;
+    let client = wait_for("client running", Duration::from_secs(60), || {
+        Ok(running_tasks(&lab, "client").pop())
+    })?;
+    let h2 = lab.host(2);
+    let bridge = format!(
+        "shgw{}",
+        netplane_prefix(&h2.data_root())
+            .trim_start_matches("shn")
+            .trim_end_matches('-')
+    );
+    in_ns(&h2.netns, &["ip", "link", "show", &bridge])?;
+    let routes = in_container(&lab, &client.container, &["ip", "route"])?;
+    assert!(
+        routes.contains("default via 172.18.0.1 dev gwbr0"),
+        "default route through the gateway bridge: {routes}"
+    );
+    let marker = format!("shoal-gw-{}", std::process::id());
+    let got = wait_for("TCP to the node's address", Duration::from_secs(20), || {
+        Ok(tcp_from_container_to_lab(
+            &lab,
+            &client.container,
+            &h2.netns,
+            &h2.addr,
+            "9123",
+            &marker,
+        )
+        .map_err(|e| eprintln!("gateway attempt: {e:#}"))
+        .ok()
+        .filter(|o| o.contains(&marker)))
+    })?;
+    assert!(got.contains(&marker));
+    h1.docker(&["service", "rm", "client"])?;
+    wait_for("gateway bridge removed", Duration::from_secs(30), || {
+        Ok(in_ns(&h2.netns, &["ip", "link", "show", &bridge])
+            .is_err()
+            .then_some(()))
+    })?;
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! a restarted daemon adopts them again from the tasks it is assigned ([`NetPlane::restore`]).
 
 mod encrypt;
+mod gateway;
 #[cfg(test)]
 mod node_tests;
 pub mod plan;
@@ -97,6 +98,8 @@ struct TaskNet {
     container: Option<String>,
     /// The link carrying host-mode published ports, when the task has any.
     host_link: Option<HostLink>,
+    /// The link to the gateway bridge (default route off the overlays).
+    gw: Option<gateway::GwLink>,
 }
 
 /// A /30 between the node's namespace and a container, for host-mode ports.
@@ -464,6 +467,7 @@ impl NetPlane {
             published: Vec::new(),
             container: None,
             host_link: None,
+            gw: None,
         };
         match self.wire_task(&mut st, &mut tn, false).await {
             Ok(()) => {
@@ -489,9 +493,8 @@ impl NetPlane {
             None => bail!("this node is not in a swarm: overlay networks are unavailable"),
         };
         let path = tn.netns_path();
-        // Default route through the first non-ingress network (Docker gives containers no
-        // route off the overlays here: there is no gateway bridge to the outside).
-        let default_idx = tn.plans.iter().position(|p| !p.ingress).unwrap_or(0);
+        // The default route goes through the gateway bridge (below); overlay subnets are
+        // reached over their connected routes.
         for (i, p) in tn.plans.clone().iter().enumerate() {
             self.ensure_overlay(st, p, vtep, mtu, &tn.task.id).await?;
             let entry = st
@@ -515,7 +518,7 @@ impl NetPlane {
             } else {
                 entry
                     .overlay
-                    .attach_endpoint(&path, &ifn, p.ip, None, i == default_idx)
+                    .attach_endpoint(&path, &ifn, p.ip, None, false)
                     .await
                     .with_context(|| format!("attaching to network {}", p.network_name))?
             };
@@ -525,6 +528,8 @@ impl NetPlane {
                 publish_endpoint(&sw.gossip, p, local_vtep).await;
             }
         }
+        let gw = self.attach_gateway(st, tn, adopt, mtu).await?;
+        tn.gw = Some(gw);
         if !plan::host_ports(&tn.task).is_empty() {
             let link = self.host_link(st, tn, adopt).await?;
             tn.host_link = Some(link);
@@ -697,6 +702,7 @@ impl NetPlane {
             tracing::warn!(netns = %tn.netns, "{e}");
         }
         st.applied_lb.remove(&tn.task.id);
+        self.detach_gateway(st, &tn.task.id, tn.gw).await;
         for p in &tn.plans {
             self.drop_overlay_user(st, &p.network_id, &tn.task.id).await;
         }
@@ -802,6 +808,7 @@ impl NetPlane {
                 published: Vec::new(),
                 container: Some(container.to_string()),
                 host_link: None,
+                gw: None,
             };
             if let Err(e) = self.wire_task(&mut st, &mut tn, true).await {
                 // Keep the namespace: the container still lives in it.

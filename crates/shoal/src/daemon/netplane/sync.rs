@@ -177,6 +177,14 @@ impl NetPlane {
                 });
             }
         }
+        if st.tasks.values().any(|t| t.gw.is_some())
+            && let Ok(subnet) = super::gateway::gw_net()
+        {
+            want.masquerade.push(shoal_net::nft::Masquerade {
+                subnet,
+                bridge: Some(self.gw_bridge()),
+            });
+        }
         if !want.host_ports.is_empty()
             && let Ok(net) = super::HOST_LINK_NET.parse()
         {
