@@ -348,8 +348,7 @@ pub fn attach(rt: &Runtime, id: &str, opts: shoal_api::AttachOptions) -> Result<
     let lines = futures::stream::once(async move {
         if opts.stream {
             let deadline = tokio::time::Instant::now() + ATTACH_START_WAIT;
-            loop {
-                let Ok(c) = rt.inspect(&id) else { break };
+            while let Ok(c) = rt.inspect(&id) {
                 let started_since = c.state.started_at.is_some_and(|t| t >= since);
                 if c.state.is_running() || started_since {
                     break;
