@@ -74,6 +74,12 @@ fn docker_run_and_exec_with_stdin() {
         .unwrap();
     assert!(out.status.success(), "shoal exec -i: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "from-shoal\n");
+    // `-t` runs the process on a terminal; its output comes back raw (CR LF line ends).
+    let out = docker_io(h, &["exec", "-t", "bg", "sh", "-c", "tty; echo tty-ok"], "");
+    assert!(out.status.success(), "exec -t: {}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("/dev/pts/"), "{said:?}");
+    assert!(said.contains("tty-ok\r\n"), "{said:?}");
     // Without -i the process gets no input.
     let out = docker_io(h, &["exec", "bg", "cat"], "ignored\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
