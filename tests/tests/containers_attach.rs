@@ -1,7 +1,8 @@
 //! The stock docker CLI's interactive container paths on one lab host: `run -d` returns (the
 //! wait request answers before `start`), foreground `run` prints the output and exits with the
 //! container's code, `run --rm` removes the container, `exec -i` carries stdin (docker's
-//! hijacked connection and `shoal exec -i`), and nothing is left behind.
+//! hijacked connection and `shoal exec -i`), `exec -t` gets a terminal, `docker import` makes an
+//! image, and nothing is left behind.
 
 use shoal_e2e::{Host, Lab, LabOptions, test_images};
 use std::io::Write;
@@ -119,6 +120,25 @@ fn docker_run_and_exec_with_stdin() {
     // Waiting on a missing container is a 404, not an endless wait.
     let out = docker_io(h, &["wait", "no-such-container"], "");
     assert!(!out.status.success());
+
+    // `docker import` sends the rootfs tarball as the body of `images/create?fromSrc=-`.
+    let out = docker_io(
+        h,
+        &[
+            "import",
+            "--change",
+            "CMD [\"echo\", \"docker-imported-ok\"]",
+            &images.join("busybox-rootfs.tar").to_string_lossy(),
+            "shoal-test/docker-imported:1",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "import: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("sha256:"), "{}", text(&out.stdout));
+    let out = docker_io(h, &["run", "--rm", "shoal-test/docker-imported:1"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "docker-imported-ok");
+    h.docker(&["rmi", "shoal-test/docker-imported:1"]).unwrap();
 
     h.docker(&["rm", "-f", "bg", "fg"]).unwrap();
     assert_eq!(h.docker(&["ps", "-aq"]).unwrap().trim(), "");

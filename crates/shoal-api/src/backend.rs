@@ -333,6 +333,17 @@ pub trait Backend: Send + Sync + 'static {
         unsupported("pushing images")
     }
     /// `archive` is the request body (a `docker save` tar).
+    /// `docker import`: `rootfs` is a filesystem tarball; `changes` are Dockerfile
+    /// instructions (CMD, ENV, …) for the image config; tagged `reference` when given.
+    async fn image_import(
+        &self,
+        rootfs: ByteStream,
+        reference: Option<String>,
+        changes: Vec<String>,
+    ) -> BackendResult<ProgressStream> {
+        let _ = (rootfs, reference, changes);
+        unsupported("importing images")
+    }
     async fn image_load(&self, archive: ByteStream, quiet: bool) -> BackendResult<ProgressStream> {
         let _ = (archive, quiet);
         unsupported("loading images")

@@ -19,7 +19,10 @@ use crate::types::ApiError;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/images/json", get(list))
-        .route("/images/create", post(pull))
+        .route(
+            "/images/create",
+            post(pull).layer(DefaultBodyLimit::disable()),
+        )
         .route("/images/prune", post(prune))
         .route("/images/get", get(save_many))
         .route(
@@ -36,14 +39,19 @@ async fn list(State(b): State<AppState>, q: QueryParams) -> HttpResult {
     ok(&b.image_list(q.bool("all"), q.filters()?).await?)
 }
 
-async fn pull(State(b): State<AppState>, q: QueryParams, headers: HeaderMap) -> HttpResult {
+async fn pull(
+    State(b): State<AppState>,
+    q: QueryParams,
+    headers: HeaderMap,
+    body: Body,
+) -> HttpResult {
     let from_image = q.str("fromImage");
+    let from_src = q.str("fromSrc");
+    if !from_src.is_empty() {
+        return import(&b, &q, &from_src, body).await;
+    }
     if from_image.is_empty() {
-        // `fromSrc` (import) is not implemented: say so instead of pulling nothing.
-        return Err(ApiError::invalid_argument(
-            "fromImage is required (image import via fromSrc is not supported)",
-        )
-        .into());
+        return Err(ApiError::invalid_argument("fromImage or fromSrc is required").into());
     }
     let opts = ImagePullOptions {
         from_image,
@@ -52,6 +60,39 @@ async fn pull(State(b): State<AppState>, q: QueryParams, headers: HeaderMap) -> 
         registry_auth: registry_auth(&headers),
     };
     Ok(json_progress_response(b.image_pull(opts).await?))
+}
+
+/// `docker import`: the CLI sends the tarball as the body with `fromSrc=-` (it reads files
+/// itself), the reference as `repo` (+ `tag`), and one `changes` parameter per instruction.
+async fn import(b: &AppState, q: &QueryParams, from_src: &str, body: Body) -> HttpResult {
+    if from_src != "-" {
+        return Err(ApiError::invalid_argument(format!(
+            "importing from {from_src:?} is not supported: send the tarball as the request body (fromSrc=-)"
+        ))
+        .into());
+    }
+    let repo = q.str("repo");
+    let tag = q.str("tag");
+    let reference = match (repo.is_empty(), tag.is_empty()) {
+        (true, true) => None,
+        (true, false) => {
+            return Err(ApiError::invalid_argument("tag given without repo").into());
+        }
+        (false, true) => Some(repo),
+        (false, false) => Some(format!("{repo}:{tag}")),
+    };
+    let changes: Vec<String> =
+        q.0.iter()
+            .filter(|(k, v)| k == "changes" && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect();
+    let rootfs: ByteStream = body
+        .into_data_stream()
+        .map(|r| r.map_err(|e| ApiError::invalid_argument(format!("reading the tarball: {e}"))))
+        .boxed();
+    Ok(json_progress_response(
+        b.image_import(rootfs, reference, changes).await?,
+    ))
 }
 
 async fn prune(State(b): State<AppState>, q: QueryParams) -> HttpResult {

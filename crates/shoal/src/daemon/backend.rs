@@ -579,6 +579,15 @@ impl shoal_api::Backend for DaemonBackend {
         self.0.images.inspect(name)
     }
 
+    async fn image_import(
+        &self,
+        rootfs: shoal_api::ByteStream,
+        reference: Option<String>,
+        changes: Vec<String>,
+    ) -> BackendResult<shoal_api::ProgressStream> {
+        super::image_import::import(&self.0.images, rootfs, reference, changes).await
+    }
+
     async fn image_tag(&self, name: &str, repo: &str, tag: &str) -> BackendResult<()> {
         self.0.images.tag(name, repo, tag)
     }

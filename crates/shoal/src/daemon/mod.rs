@@ -9,6 +9,7 @@ mod containers;
 pub mod describe;
 pub mod executor;
 pub mod images;
+mod image_import;
 pub mod local_state;
 mod logs;
 mod named_data;
