@@ -466,3 +466,45 @@ async fn shutdown_cuts_open_streams_after_grace() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
     assert!(!sock.exists(), "socket file removed on shutdown");
 }
+
+#[tokio::test]
+async fn wait_checks_the_container_then_streams_the_result() {
+    let srv = TestServer::start().await;
+    let r = raw(&srv.sock, "POST", "/containers/nosuch/wait", &[], None).await;
+    assert_eq!(r.status, 404);
+    let r = raw(
+        &srv.sock,
+        "POST",
+        "/containers/c1/wait?condition=next-exit",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert_eq!(r.json(), json!({"StatusCode": 3}));
+    // A wait that fails after the headers went out reports it in the body.
+    let r = raw(
+        &srv.sock,
+        "POST",
+        "/containers/c1/wait?condition=removed",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json(),
+        json!({"StatusCode": -1, "Error": {"Message": "container c1 is still there"}})
+    );
+    let r = raw(
+        &srv.sock,
+        "POST",
+        "/containers/c1/wait?condition=bogus",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    srv.shutdown().await;
+}

@@ -336,6 +336,14 @@ impl Backend for Fake {
                   "Config": {"Tty": false, "Image": "busybox"}}),
         )
     }
+    async fn container_wait(&self, id: &str, condition: &str) -> BackendResult<Value> {
+        self.container_inspect(id, false).await?;
+        // "removed" fails here so the error shape of a wait that ends badly is visible.
+        if condition == "removed" {
+            return Err(ApiError::conflict("container c1 is still there"));
+        }
+        Ok(json!({"StatusCode": 3}))
+    }
     async fn exec_create(&self, container: &str, body: Value) -> BackendResult<Value> {
         self.container_inspect(container, false).await?;
         if body
