@@ -5,8 +5,9 @@
 //! receiving them (and is told to drop them) once no such task remains.
 
 use crate::manager::Manager;
+use crate::orchestrator::ObjectSource;
 use shoal_proto::dispatcher::{AssignmentsMessage, TaskStatusUpdate};
-use shoal_store::{Change, StoreView};
+use shoal_store::Change;
 use shoal_types::task::NetworkAttachment;
 use shoal_types::{ApiError, Config, Object, ObjectKind, Secret, Task, TaskState, TaskStatus};
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,34 +37,116 @@ fn is_live(t: &Task) -> bool {
         && (t.status.state < TaskState::Complete || t.desired_state < TaskState::Remove)
 }
 
-pub fn node_set(view: &StoreView, node_id: &str) -> NodeSet {
+pub fn node_set(view: &dyn ObjectSource, node_id: &str) -> NodeSet {
     let mut set = NodeSet::default();
+    for o in view.objects(ObjectKind::Task) {
+        let Object::Task(t) = o else { continue };
+        if t.node_id == node_id && is_live(t) {
+            set.tasks.insert(t.id.clone(), t.clone());
+        }
+    }
+    fill_dependencies(view, node_id, &mut set);
+    set
+}
+
+/// What changed in the store during one batch, as far as assignment streams care.
+#[derive(Default)]
+struct Touched {
+    /// Events were lost (the watch lagged): only a full recomputation is safe.
+    lagged: bool,
+    /// Tasks written in the batch, with the node they are on.
+    tasks: BTreeMap<String, String>,
+    secrets: BTreeSet<String>,
+    configs: BTreeSet<String>,
+    networks: bool,
+}
+
+impl Touched {
+    fn record(&mut self, ev: &shoal_store::Event) {
+        match &ev.object {
+            Object::Task(t) => {
+                self.tasks.insert(t.id.clone(), t.node_id.clone());
+            }
+            Object::Secret(s) => {
+                self.secrets.insert(s.id.clone());
+            }
+            Object::Config(c) => {
+                self.configs.insert(c.id.clone());
+            }
+            Object::Network(_) => self.networks = true,
+            _ => {}
+        }
+    }
+}
+
+/// The node's set after a batch of changes, recomputed only as far as the batch touched it:
+/// with many nodes and tasks, rescanning every task for every node on every batch is what
+/// made dispatch quadratic. `None` when nothing of this node changed.
+fn updated_node_set(
+    view: &dyn ObjectSource,
+    node_id: &str,
+    sent: &NodeSet,
+    touched: &Touched,
+) -> Option<NodeSet> {
+    if touched.lagged {
+        return Some(node_set(view, node_id));
+    }
+    let mine: Vec<&String> = touched
+        .tasks
+        .iter()
+        .filter(|(id, node)| *node == node_id || sent.tasks.contains_key(*id))
+        .map(|(id, _)| id)
+        .collect();
+    let deps_changed = touched
+        .secrets
+        .iter()
+        .any(|id| sent.secrets.contains_key(id))
+        || touched
+            .configs
+            .iter()
+            .any(|id| sent.configs.contains_key(id));
+    if mine.is_empty() && !deps_changed && !touched.networks {
+        return None;
+    }
+    let mut set = sent.clone();
+    for id in mine {
+        match view.object(ObjectKind::Task, id) {
+            Some(Object::Task(t)) if t.node_id == node_id && is_live(t) => {
+                set.tasks.insert(id.clone(), t.clone());
+            }
+            _ => {
+                set.tasks.remove(id);
+            }
+        }
+    }
+    set.secrets.clear();
+    set.configs.clear();
+    fill_dependencies(view, node_id, &mut set);
+    Some(set)
+}
+
+/// Fills the secrets and configs the set's running tasks use, and the node's attachments.
+fn fill_dependencies(view: &dyn ObjectSource, node_id: &str, set: &mut NodeSet) {
     let mut secret_ids = BTreeSet::new();
     let mut config_ids = BTreeSet::new();
-    for o in view.list(ObjectKind::Task) {
-        let Object::Task(t) = o else { continue };
-        if t.node_id != node_id || !is_live(t) {
-            continue;
-        }
+    for t in set.tasks.values() {
         if t.status.state <= TaskState::Running && t.desired_state <= TaskState::Running {
             secret_ids.extend(t.spec.secret_ids().map(str::to_string));
             config_ids.extend(t.spec.config_ids().map(str::to_string));
         }
-        set.tasks.insert(t.id.clone(), t.clone());
     }
     for id in secret_ids {
-        if let Some(Object::Secret(s)) = view.get(ObjectKind::Secret, &id) {
+        if let Some(Object::Secret(s)) = view.object(ObjectKind::Secret, &id) {
             set.secrets.insert(id, s.clone());
         }
     }
     for id in config_ids {
-        if let Some(Object::Config(c)) = view.get(ObjectKind::Config, &id) {
+        if let Some(Object::Config(c)) = view.object(ObjectKind::Config, &id) {
             set.configs.insert(id, c.clone());
         }
     }
     set.node_attachments =
         crate::network::node_attachments(crate::network::ingress_network(view), node_id);
-    set
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -189,18 +272,25 @@ pub fn spawn_assignment_stream(
                 return;
             }
         }
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         loop {
+            let mut touched = Touched::default();
             tokio::select! {
-                r = events.recv() => {
-                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = r {
-                        return;
-                    }
-                    // Lagged or not, the set is recomputed from the view below.
-                }
+                r = events.recv() => match r {
+                    Ok(ev) => touched.record(&ev),
+                    Err(RecvError::Lagged(_)) => touched.lagged = true,
+                    Err(RecvError::Closed) => return,
+                },
                 _ = tx.closed() => return,
             }
             tokio::time::sleep(BATCH_WAIT).await;
-            while events.try_recv().is_ok() {}
+            loop {
+                match events.try_recv() {
+                    Ok(ev) => touched.record(&ev),
+                    Err(TryRecvError::Lagged(_)) => touched.lagged = true,
+                    Err(_) => break,
+                }
+            }
             if !manager.is_leader() {
                 let _ = tx
                     .send(Err(tonic::Status::unavailable(
@@ -209,7 +299,9 @@ pub fn spawn_assignment_stream(
                     .await;
                 return;
             }
-            let now = node_set(&manager.view(), &node_id);
+            let Some(now) = updated_node_set(&manager.view(), &node_id, &sent, &touched) else {
+                continue;
+            };
             for m in diff_messages(&sent, &now) {
                 if tx.send(Ok(m)).await.is_err() {
                     return;
@@ -220,39 +312,118 @@ pub fn spawn_assignment_stream(
     });
 }
 
-/// Apply an agent's status reports: only for tasks on that node, and only forward in state
-/// (task states never go back). Retried on version races with the orchestrators.
-pub async fn apply_status_updates(
-    manager: &Manager,
-    node_id: &str,
-    updates: Vec<TaskStatusUpdate>,
-) -> Result<(), ApiError> {
-    let mut parsed = Vec::new();
-    for u in updates {
-        let status: TaskStatus = serde_json::from_slice(&u.status_json)
-            .map_err(|e| ApiError::invalid_argument(format!("bad task status: {e}")))?;
-        parsed.push((u.task_id, status));
+/// Status reports are gathered this long and written in one proposal.
+const STATUS_BATCH_WAIT: Duration = Duration::from_millis(20);
+/// At most this many reports go in one proposal.
+const STATUS_BATCH_MAX: usize = 4096;
+
+struct StatusJob {
+    node_id: String,
+    updates: Vec<(String, TaskStatus)>,
+    reply: tokio::sync::oneshot::Sender<Result<(), ApiError>>,
+}
+
+/// Agents' status reports, gathered over a short window and written in one proposal: with
+/// many agents, one Raft round trip per report was the dispatcher's bottleneck.
+#[derive(Clone)]
+pub struct StatusBatcher {
+    manager: Arc<Manager>,
+    tx: mpsc::Sender<StatusJob>,
+}
+
+impl StatusBatcher {
+    pub fn spawn(manager: Arc<Manager>) -> StatusBatcher {
+        let (tx, mut rx) = mpsc::channel::<StatusJob>(4096);
+        let m = manager.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                tokio::time::sleep(STATUS_BATCH_WAIT).await;
+                let mut jobs = vec![first];
+                let mut count = jobs[0].updates.len();
+                while count < STATUS_BATCH_MAX {
+                    let Ok(job) = rx.try_recv() else { break };
+                    count += job.updates.len();
+                    jobs.push(job);
+                }
+                let result = propose_statuses(&m, &jobs).await;
+                for job in jobs {
+                    let _ = job.reply.send(result.clone());
+                }
+            }
+        });
+        StatusBatcher { manager, tx }
+    }
+
+    /// Apply an agent's status reports: only for tasks on that node (others refused), and
+    /// only forward in state (task states never go back).
+    pub async fn submit(
+        &self,
+        node_id: &str,
+        updates: Vec<TaskStatusUpdate>,
+    ) -> Result<(), ApiError> {
+        let mut parsed = Vec::with_capacity(updates.len());
+        let view = self.manager.view();
+        for u in updates {
+            let status: TaskStatus = serde_json::from_slice(&u.status_json)
+                .map_err(|e| ApiError::invalid_argument(format!("bad task status: {e}")))?;
+            if let Some(Object::Task(t)) = view.get(ObjectKind::Task, &u.task_id)
+                && t.node_id != node_id
+            {
+                return Err(ApiError::permission_denied(format!(
+                    "task {} is not assigned to node {node_id}",
+                    u.task_id
+                )));
+            }
+            parsed.push((u.task_id, status));
+        }
+        if parsed.is_empty() {
+            return Ok(());
+        }
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let job = StatusJob {
+            node_id: node_id.to_string(),
+            updates: parsed,
+            reply,
+        };
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| ApiError::unavailable("the dispatcher is shutting down"))?;
+        done.await
+            .map_err(|_| ApiError::unavailable("the dispatcher is shutting down"))?
+    }
+}
+
+/// One proposal for a batch of reports (the furthest state per task wins); retried on
+/// version races with the orchestrators.
+async fn propose_statuses(manager: &Manager, jobs: &[StatusJob]) -> Result<(), ApiError> {
+    let mut wanted: BTreeMap<&str, (&str, &TaskStatus)> = BTreeMap::new();
+    for job in jobs {
+        for (id, status) in &job.updates {
+            let keep = wanted
+                .get(id.as_str())
+                .is_none_or(|(_, cur)| status.state >= cur.state);
+            if keep {
+                wanted.insert(id, (&job.node_id, status));
+            }
+        }
     }
     let mut last_err = None;
     for _ in 0..5 {
         let view = manager.view();
         let mut changes = Vec::new();
-        for (id, status) in &parsed {
+        for (id, (node_id, status)) in &wanted {
             let Some(Object::Task(t)) = view.get(ObjectKind::Task, id) else {
                 continue;
             };
-            if t.node_id != node_id {
-                return Err(ApiError::permission_denied(format!(
-                    "task {id} is not assigned to node {node_id}"
-                )));
-            }
-            if status.state < t.status.state
-                || (status.state == t.status.state && status == &t.status)
+            if t.node_id != *node_id
+                || status.state < t.status.state
+                || (status.state == t.status.state && *status == &t.status)
             {
                 continue;
             }
             let mut updated = t.clone();
-            updated.status = status.clone();
+            updated.status = (*status).clone();
             changes.push(Change::Update {
                 object: Object::Task(updated),
                 expected_version: Some(t.meta.version.index),
@@ -312,5 +483,63 @@ mod tests {
             msgs[0].node_attachments_json.is_empty(),
             "unchanged: left out"
         );
+    }
+
+    /// The per-batch update gives the same set as a full rescan, through scheduling, status
+    /// changes, a service gone and an unrelated node's churn, and skips batches not about
+    /// this node.
+    #[test]
+    fn incremental_node_set_matches_full_rescan() {
+        use crate::orchestrator::testutil::{Sim, spec};
+        let mut sim = Sim::new();
+        sim.add_node("n1", &[]);
+        sim.add_node("n2", &[]);
+        let mut sent = node_set(&sim.mem, "n1");
+        let svc = sim.create(spec("web", "img", 4));
+        let mut skipped = 0;
+        for step in 0..12 {
+            let before = sim.mem.clone();
+            match step {
+                6 => sim.update(&svc, |s| {
+                    s.mode.replicated.as_mut().unwrap().replicas = Some(1)
+                }),
+                9 => {
+                    sim.create(spec("other", "img", 2));
+                }
+                _ => sim.step(),
+            }
+            let mut touched = Touched::default();
+            for kind in [ObjectKind::Task, ObjectKind::Secret, ObjectKind::Config] {
+                for o in sim.mem.objects(kind) {
+                    if before.object(kind, o.id()) != Some(o) {
+                        touched.record(&shoal_store::Event {
+                            kind: shoal_store::EventKind::Updated,
+                            object: o.clone(),
+                            index: 0,
+                        });
+                    }
+                }
+                for o in before.objects(kind) {
+                    if sim.mem.object(kind, o.id()).is_none() {
+                        touched.record(&shoal_store::Event {
+                            kind: shoal_store::EventKind::Deleted,
+                            object: o.clone(),
+                            index: 0,
+                        });
+                    }
+                }
+            }
+            match updated_node_set(&sim.mem, "n1", &sent, &touched) {
+                Some(now) => sent = now,
+                None => skipped += 1,
+            }
+            let full = node_set(&sim.mem, "n1");
+            assert!(
+                sent == full,
+                "step {step}: incremental set differs from a rescan"
+            );
+        }
+        assert!(!sent.tasks.is_empty(), "n1 got tasks");
+        assert!(skipped > 0, "batches not about n1 were skipped");
     }
 }

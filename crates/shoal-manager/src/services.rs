@@ -119,11 +119,13 @@ impl Control for ControlService {
 #[derive(Clone)]
 pub struct DispatcherService {
     manager: Arc<Manager>,
+    statuses: crate::dispatch::StatusBatcher,
 }
 
 impl DispatcherService {
     pub fn server(manager: Arc<Manager>) -> DispatcherServer<DispatcherService> {
-        DispatcherServer::new(DispatcherService { manager })
+        let statuses = crate::dispatch::StatusBatcher::spawn(manager.clone());
+        DispatcherServer::new(DispatcherService { manager, statuses })
     }
 }
 
@@ -172,7 +174,8 @@ impl Dispatcher for DispatcherService {
         req: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
         let node_id = self.node_identity(&req)?;
-        crate::dispatch::apply_status_updates(&self.manager, &node_id, req.into_inner().updates)
+        self.statuses
+            .submit(&node_id, req.into_inner().updates)
             .await
             .map_err(|e| match e.kind {
                 shoal_types::ErrorKind::PermissionDenied => Status::permission_denied(e.message),

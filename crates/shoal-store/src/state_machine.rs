@@ -24,7 +24,7 @@ use crate::tables::{Event, StoreView, Tables, apply_command, diff_events};
 /// Capacity of the watch channel (each slot holds a whole object, so it is kept small: 16 Ki
 /// slots cost ~28 MiB of idle RSS); a receiver that falls further behind gets `Lagged` and should
 /// re-read the view.
-const WATCH_CAPACITY: usize = 1024;
+const WATCH_CAPACITY: usize = 4096;
 
 /// The published view and the event feed, shared by the state machine and `Store`.
 pub(crate) struct Shared {
