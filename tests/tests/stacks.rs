@@ -552,8 +552,8 @@ fn multi_tier_and_global_agent_examples() {
     })
     .unwrap();
 
-    // One agent on every node, each serving its own hostname. (Its host-mode port 9100 is not
-    // checked: the data plane publishes ingress-mode ports only so far.)
+    // One agent on every node, each serving its own hostname, on host-mode port 9100 of the
+    // node it runs on.
     let agents = wait_running(h, "agents_agent", 3);
     let mut nodes: Vec<&str> = agents.iter().filter_map(|t| t["NodeID"].as_str()).collect();
     nodes.sort();
@@ -570,6 +570,26 @@ fn multi_tier_and_global_agent_examples() {
         let hostname = std::fs::read_to_string(root.join("etc/hostname")).unwrap_or_default();
         assert_eq!(page.trim(), hostname.trim(), "{t}");
     }
+    let mut served = Vec::new();
+    for (i, host) in lab.hosts.iter().enumerate() {
+        let url = format!("http://{}:9100/", host.addr);
+        let from = &lab.hosts[(i + 1) % lab.hosts.len()].netns;
+        let page = wait_for("the host-mode port 9100", Duration::from_secs(60), || {
+            Ok(in_ns(from, &["curl", "-s", "-m", "2", &url])
+                .ok()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty()))
+        })
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        served.push(page);
+    }
+    served.sort();
+    served.dedup();
+    assert_eq!(
+        served.len(),
+        3,
+        "each node's port 9100 serves its own agent: {served:?}"
+    );
 
     // A worker cannot deploy.
     let err = refused(
