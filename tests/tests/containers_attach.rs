@@ -134,7 +134,11 @@ fn docker_run_and_exec_with_stdin() {
         "",
     );
     assert!(out.status.success(), "import: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("sha256:"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("sha256:"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = docker_io(h, &["run", "--rm", "shoal-test/docker-imported:1"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "docker-imported-ok");
