@@ -178,10 +178,10 @@ fn standalone_containers_bridge_exec_volumes_and_docker_cli() {
         .unwrap();
     assert_eq!(read.trim(), "kept");
 
-    // The stock docker CLI. (`docker run -d` needs the wait endpoint to answer its headers
-    // before the container exits; create + start is the same request pair otherwise.)
+    // The stock docker CLI.
     h.docker(&[
-        "create",
+        "run",
+        "-d",
         "--name",
         "dk",
         "-p",
@@ -189,7 +189,6 @@ fn standalone_containers_bridge_exec_volumes_and_docker_cli() {
         "shoal-test/httpd:latest",
     ])
     .unwrap();
-    h.docker(&["start", "dk"]).unwrap();
     let ps = h.docker(&["ps"]).unwrap();
     assert!(
         ps.contains("dk") && ps.contains("0.0.0.0:8090->80/tcp"),
