@@ -459,6 +459,38 @@ impl Lab {
         }
         Ok(())
     }
+
+    /// Loads one of the test image archives (`busybox.tar`, `httpd.tar`, `both.tar`, from
+    /// [`test_images`]) on every host.
+    pub fn load_images(&self, archive: &str) -> Result<()> {
+        let path = test_images()?.join(archive);
+        for h in &self.hosts {
+            h.docker(&["load", "-i", &path.to_string_lossy()])
+                .with_context(|| format!("loading {archive} on {}", h.name))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until host 1 sees `n` nodes Ready.
+    pub fn wait_ready(&self, n: usize) -> Result<()> {
+        wait_for(&format!("{n} ready nodes"), Duration::from_secs(60), || {
+            let out = self.host(1).shoal(&["node", "ls"])?;
+            Ok((out.matches("Ready").count() == n).then_some(()))
+        })
+    }
+
+    /// The usual test cluster: `hosts` nodes (host 1 the one manager), the test image archive
+    /// `archive` loaded on every node, every node Ready.
+    pub fn swarm_with_images(hosts: usize, archive: &str) -> Result<Lab> {
+        let lab = Lab::new(LabOptions {
+            hosts,
+            daemon_args: Vec::new(),
+        })?;
+        lab.form_cluster(1)?;
+        lab.load_images(archive)?;
+        lab.wait_ready(hosts)?;
+        Ok(lab)
+    }
 }
 
 /// Containers outlive their daemon by design, so a lab removes what its daemons started:

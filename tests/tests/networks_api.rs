@@ -4,7 +4,7 @@
 //! use cannot be removed.
 
 use serde_json::Value;
-use shoal_e2e::{Lab, LabOptions, test_images, wait_for};
+use shoal_e2e::{Lab, LabOptions, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -57,7 +57,6 @@ fn task_addresses(lab: &Lab, service: &str, net_id: &str, n: usize) -> Option<Ve
 
 #[test]
 fn overlay_networks_through_the_docker_cli() {
-    let images = test_images().unwrap();
     let lab = Lab::new(LabOptions {
         hosts: 3,
         daemon_args: Vec::new(),
@@ -213,10 +212,7 @@ fn overlay_networks_through_the_docker_cli() {
     assert_eq!(network_names(&lab, 1), before, "nothing created");
 
     // A service on the network: VIP and distinct task addresses in the subnet.
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])
-            .unwrap();
-    }
+    lab.load_images("busybox.tar").unwrap();
     h1.docker(&[
         "service",
         "create",

@@ -200,22 +200,7 @@ fn front_ips(tasks: &[RunningTask], net: &str) -> BTreeSet<String> {
 
 #[test]
 fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
-    let images = test_images().unwrap();
-    let lab = Lab::new(LabOptions {
-        hosts: 3,
-        daemon_args: Vec::new(),
-    })
-    .unwrap();
-    lab.form_cluster(1).unwrap();
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])
-            .unwrap();
-    }
-    wait_for("3 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 3).then_some(()))
-    })
-    .unwrap();
+    let lab = Lab::swarm_with_images(3, "both.tar").unwrap();
     let h1 = lab.host(1);
     let net = h1
         .docker(&["network", "create", "-d", "overlay", "front"])
@@ -430,19 +415,7 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
 /// once the service is gone (the port is refused, not hanging).
 #[test]
 fn published_port_goes_away_with_its_service() -> Result<()> {
-    let images = test_images()?;
-    let lab = Lab::new(LabOptions {
-        hosts: 2,
-        daemon_args: Vec::new(),
-    })?;
-    lab.form_cluster(1)?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
-    }
-    wait_for("2 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 2).then_some(()))
-    })?;
+    let lab = Lab::swarm_with_images(2, "both.tar")?;
     let h1 = lab.host(1);
     h1.docker(&[
         "service",
@@ -581,19 +554,7 @@ fn daemon_restart_keeps_and_adopts_container_networking() -> Result<()> {
 /// underlay shows WireGuard only: no VXLAN (4789) and never the page's marker in clear.
 #[test]
 fn encrypted_overlay_carries_nothing_in_clear() -> Result<()> {
-    let images = test_images()?;
-    let lab = Lab::new(LabOptions {
-        hosts: 2,
-        daemon_args: Vec::new(),
-    })?;
-    lab.form_cluster(1)?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
-    }
-    wait_for("2 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 2).then_some(()))
-    })?;
+    let lab = Lab::swarm_with_images(2, "both.tar")?;
     let h1 = lab.host(1);
     h1.docker(&[
         "network",
@@ -702,19 +663,7 @@ fn encrypted_overlay_carries_nothing_in_clear() -> Result<()> {
 /// healthy again.
 #[test]
 fn unhealthy_task_leaves_service_discovery() -> Result<()> {
-    let images = test_images()?;
-    let lab = Lab::new(LabOptions {
-        hosts: 2,
-        daemon_args: Vec::new(),
-    })?;
-    lab.form_cluster(1)?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
-    }
-    wait_for("2 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 2).then_some(()))
-    })?;
+    let lab = Lab::swarm_with_images(2, "both.tar")?;
     let h1 = lab.host(1);
     let net = h1
         .docker(&["network", "create", "-d", "overlay", "front"])?
@@ -783,19 +732,7 @@ fn unhealthy_task_leaves_service_discovery() -> Result<()> {
 /// and the service answers by name again (gossip converges, stale records go).
 #[test]
 fn healed_partition_converges() -> Result<()> {
-    let images = test_images()?;
-    let lab = Lab::new(LabOptions {
-        hosts: 3,
-        daemon_args: Vec::new(),
-    })?;
-    lab.form_cluster(1)?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
-    }
-    wait_for("3 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 3).then_some(()))
-    })?;
+    let lab = Lab::swarm_with_images(3, "both.tar")?;
     let h1 = lab.host(1);
     let net = h1
         .docker(&["network", "create", "-d", "overlay", "front"])?
@@ -890,19 +827,7 @@ fn tcp_from_container_to_lab(
 /// off the overlays, masqueraded), and the bridge goes with the last task.
 #[test]
 fn task_reaches_its_node_network_through_the_gateway_bridge() -> Result<()> {
-    let images = test_images()?;
-    let lab = Lab::new(LabOptions {
-        hosts: 2,
-        daemon_args: Vec::new(),
-    })?;
-    lab.form_cluster(1)?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
-    }
-    wait_for("2 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 2).then_some(()))
-    })?;
+    let lab = Lab::swarm_with_images(2, "both.tar")?;
     let h1 = lab.host(1);
     h1.docker(&["network", "create", "-d", "overlay", "front"])?;
     h1.docker(&[

@@ -1,7 +1,7 @@
 //! Services on the lab with real containers: replicas spread over the nodes, a killed
 //! container's task is replaced, scale down, remove. Driven by the stock docker CLI.
 
-use shoal_e2e::{Lab, LabOptions, test_images, wait_for};
+use shoal_e2e::{Lab, wait_for};
 use std::time::Duration;
 
 fn running_tasks(lab: &Lab, service: &str) -> Vec<(String, String)> {
@@ -30,24 +30,10 @@ fn running_tasks(lab: &Lab, service: &str) -> Vec<(String, String)> {
 
 #[test]
 fn replicated_service_runs_spreads_heals_and_goes_away() {
-    let images = test_images().unwrap();
-    let lab = Lab::new(LabOptions {
-        hosts: 3,
-        daemon_args: Vec::new(),
-    })
-    .unwrap();
-    lab.form_cluster(1).unwrap();
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])
-            .unwrap();
-    }
-    wait_for("3 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 3).then_some(()))
-    })
-    .unwrap();
+    let lab = Lab::swarm_with_images(3, "busybox.tar").unwrap();
     let h1 = lab.host(1);
-    let secret = images.join("token.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token.txt");
     std::fs::write(&secret, "t0ken\n").unwrap();
     h1.docker(&["secret", "create", "token", &secret.to_string_lossy()])
         .unwrap();

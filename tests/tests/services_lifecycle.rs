@@ -4,7 +4,7 @@
 //! the leader killed mid-update, and create→running timings.
 
 use serde_json::Value;
-use shoal_e2e::{Host, Lab, LabOptions, test_images, wait_for};
+use shoal_e2e::{Host, Lab, LabOptions, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -21,19 +21,7 @@ fn lab(hosts: usize) -> Lab {
 }
 
 fn load_images(lab: &Lab) {
-    let images = test_images().expect("test images");
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])
-            .expect("loading busybox");
-    }
-}
-
-fn wait_ready(h: &Host, n: usize) {
-    wait_for(&format!("{n} ready nodes"), Duration::from_secs(60), || {
-        let out = h.shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == n).then_some(()))
-    })
-    .unwrap();
+    lab.load_images("busybox.tar").expect("loading busybox");
 }
 
 /// All tasks of `service` as the API on `h` shows them.
@@ -142,7 +130,7 @@ fn logs_come_from_every_node_and_follow_new_tasks() {
     lab.form_cluster(1).unwrap();
     load_images(&lab);
     let h1 = lab.host(1);
-    wait_ready(h1, 3);
+    lab.wait_ready(3).unwrap();
     create(
         h1,
         &[
@@ -269,7 +257,7 @@ fn drain_global_follows_join_and_jobs_complete() {
     lab.join(2, &worker_token, 1).unwrap();
     load_images(&lab);
     let h1 = lab.host(1);
-    wait_ready(h1, 2);
+    lab.wait_ready(2).unwrap();
 
     // A global service runs one task per node, and on a node that joins later.
     create(
@@ -294,7 +282,7 @@ fn drain_global_follows_join_and_jobs_complete() {
     )
     .unwrap();
     lab.join(3, &worker_token, 1).unwrap();
-    wait_ready(h1, 3);
+    lab.wait_ready(3).unwrap();
     let node3 = node_id_of(h1, &lab.host(3).name);
     wait_for(
         "a global task on the joined node",
@@ -485,7 +473,7 @@ fn rolling_update_one_by_one_and_rollback_of_a_failing_image() {
     lab.form_cluster(1).unwrap();
     load_images(&lab);
     let h1 = lab.host(1);
-    wait_ready(h1, 3);
+    lab.wait_ready(3).unwrap();
     create(
         h1,
         &[
@@ -596,7 +584,7 @@ fn new_leader_finishes_an_update_and_serves_logs() {
     let mut lab = lab(3);
     lab.form_cluster(3).unwrap();
     load_images(&lab);
-    wait_ready(lab.host(1), 3);
+    lab.wait_ready(3).unwrap();
     {
         let h1 = lab.host(1);
         create(
@@ -687,7 +675,7 @@ fn create_to_running_times() {
     lab.form_cluster(1).unwrap();
     load_images(&lab);
     let h1 = lab.host(1);
-    wait_ready(h1, 3);
+    lab.wait_ready(3).unwrap();
     let mut figures = BTreeMap::new();
     for n in [10usize, 30] {
         let name = format!("timed{n}");
@@ -740,7 +728,7 @@ fn agent_restart_without_managers_keeps_its_tasks() {
     let mut lab = lab(2);
     lab.form_cluster(1).unwrap();
     load_images(&lab);
-    wait_ready(lab.host(1), 2);
+    lab.wait_ready(2).unwrap();
     create(
         lab.host(1),
         &[

@@ -143,23 +143,7 @@ fn refused(out: std::process::Output) -> String {
 }
 
 fn lab_with_images(hosts: usize) -> Lab {
-    let images = test_images().unwrap();
-    let lab = Lab::new(LabOptions {
-        hosts,
-        daemon_args: Vec::new(),
-    })
-    .unwrap();
-    lab.form_cluster(1).unwrap();
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])
-            .unwrap();
-    }
-    wait_for("ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == hosts).then_some(()))
-    })
-    .unwrap();
-    lab
+    Lab::swarm_with_images(hosts, "both.tar").unwrap()
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! All traffic stays inside the lab's namespaces.
 
 use anyhow::{Context, Result, anyhow, bail};
-use shoal_e2e::{Lab, LabOptions, test_images, wait_for};
+use shoal_e2e::{Lab, wait_for};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -249,19 +249,7 @@ fn dns_has(path: &str, name: &str, ips: &[String]) -> Result<bool> {
 }
 
 fn main() -> Result<()> {
-    let images = test_images()?;
-    let lab = Lab::new(LabOptions {
-        hosts: 3,
-        daemon_args: Vec::new(),
-    })?;
-    lab.form_cluster(1)?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])?;
-    }
-    wait_for("3 ready nodes", Duration::from_secs(30), || {
-        let out = lab.host(1).shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 3).then_some(()))
-    })?;
+    let lab = Lab::swarm_with_images(3, "busybox.tar")?;
     let h1 = lab.host(1);
     let net = h1
         .docker(&["network", "create", "-d", "overlay", "bench"])?

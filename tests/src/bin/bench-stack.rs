@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use shoal_e2e::{Host, Lab, LabOptions, test_images, wait_for};
+use shoal_e2e::{Host, Lab, wait_for};
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -99,20 +99,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<()> {
     let args = parse_args()?;
     let want = args.services * args.replicas;
-    let lab = Lab::new(LabOptions {
-        hosts: 3,
-        daemon_args: Vec::new(),
-    })?;
-    lab.form_cluster(1)?;
-    let images = test_images()?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])?;
-    }
+    let lab = Lab::swarm_with_images(3, "busybox.tar")?;
     let h = lab.host(1);
-    wait_for("3 ready nodes", Duration::from_secs(60), || {
-        let out = h.shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == 3).then_some(()))
-    })?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("stack.yml");
     let (mut up, mut redeploy, mut down) = (Vec::new(), Vec::new(), Vec::new());

@@ -6,7 +6,7 @@
 //! otherwise it keeps the cluster up until Ctrl-C, then removes everything it made.
 
 use anyhow::{Context, Result, bail};
-use shoal_e2e::{Lab, LabOptions, test_images, wait_for};
+use shoal_e2e::{Lab, LabOptions, wait_for};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -60,11 +60,8 @@ fn main() -> Result<()> {
         daemon_args: Vec::new(),
     })?;
     lab.form_cluster(args.managers)?;
+    lab.wait_ready(args.hosts)?;
     let h1 = lab.host(1);
-    wait_for("every node Ready", Duration::from_secs(60), || {
-        let out = h1.shoal(&["node", "ls"])?;
-        Ok((out.matches("Ready").count() == args.hosts).then_some(()))
-    })?;
     println!("\n$ shoal -H {} node ls", h1.host_uri());
     print!("{}", h1.shoal(&["node", "ls"])?);
     println!(
@@ -73,10 +70,7 @@ fn main() -> Result<()> {
     );
     print!("{}", h1.docker(&["node", "ls"])?);
     println!("\nloading the busybox-based test images on every node…");
-    let images = test_images()?;
-    for h in &lab.hosts {
-        h.docker(&["load", "-i", &images.join("both.tar").to_string_lossy()])?;
-    }
+    lab.load_images("both.tar")?;
     let stack_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/stacks/web/stack.yml")
         .canonicalize()

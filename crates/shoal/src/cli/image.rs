@@ -250,27 +250,19 @@ pub async fn run(c: &Client, cmd: ImageCommand) -> CliResult {
                 .map_err(CliError::from)
         }
         ImageCommand::Prune(a) => {
-            if !a.force
-                && !super::volume::confirm(if a.all {
-                    "WARNING! This will remove all images without at least one container associated to them."
-                } else {
-                    "WARNING! This will remove all dangling images."
-                })
-            {
-                return Ok(());
-            }
             let mut f = parse_filters(&a.filter)?;
             if a.all {
                 f.add("dangling", "false");
             }
-            let q = if f.is_empty() {
-                vec![]
+            let warning = if a.all {
+                "WARNING! This will remove all images without at least one container associated to them."
             } else {
-                vec![("filters", f.to_json())]
+                "WARNING! This will remove all dangling images."
             };
-            let v: Value = c
-                .send_json(Method::POST, &with_query("/images/prune", &q), &json!(null))
-                .await?;
+            let Some(v) = super::prune::prune(c, "/images/prune", a.force, warning, &f).await?
+            else {
+                return Ok(());
+            };
             let mut text = String::new();
             let deleted = v["ImagesDeleted"].as_array().cloned().unwrap_or_default();
             if !deleted.is_empty() {

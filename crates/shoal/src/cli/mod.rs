@@ -12,6 +12,7 @@ mod format;
 mod image;
 mod network;
 mod node;
+mod prune;
 mod secret;
 mod service;
 mod service_spec;

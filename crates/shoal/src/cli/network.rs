@@ -143,31 +143,13 @@ pub async fn run(c: &Client, cmd: NetworkCommand) -> CliResult {
             }
         }
         NetworkCommand::Prune(a) => {
-            if !a.force {
-                use std::io::{BufRead, Write};
-                eprint!(
-                    "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
-                );
-                let _ = std::io::stderr().flush();
-                let mut answer = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut answer);
-                if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
-                    return Ok(());
-                }
-            }
             let f = parse_filters(&a.filter)?;
-            let q = if f.is_empty() {
-                vec![]
-            } else {
-                vec![("filters", f.to_json())]
+            let warning =
+                "WARNING! This will remove all custom networks not used by at least one container.";
+            let Some(v) = super::prune::prune(c, "/networks/prune", a.force, warning, &f).await?
+            else {
+                return Ok(());
             };
-            let v: Value = c
-                .send_json(
-                    Method::POST,
-                    &with_query("/networks/prune", &q),
-                    &json!(null),
-                )
-                .await?;
             let deleted = v
                 .get("NetworksDeleted")
                 .and_then(Value::as_array)

@@ -84,16 +84,6 @@ pub struct PruneArgs {
     pub filter: Vec<String>,
 }
 
-/// Asks on stderr; true for y/yes.
-pub fn confirm(warning: &str) -> bool {
-    use std::io::{BufRead, Write};
-    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
-}
-
 pub async fn run(c: &Client, cmd: VolumeCommand) -> CliResult {
     match cmd {
         VolumeCommand::Create(a) => {
@@ -176,31 +166,19 @@ pub async fn run(c: &Client, cmd: VolumeCommand) -> CliResult {
             }
         }
         VolumeCommand::Prune(a) => {
-            if !a.force
-                && !confirm(if a.all {
-                    "WARNING! This will remove all local volumes not used by at least one container."
-                } else {
-                    "WARNING! This will remove anonymous local volumes not used by at least one container."
-                })
-            {
-                return Ok(());
-            }
             let mut f = parse_filters(&a.filter)?;
             if a.all {
                 f.add("all", "true");
             }
-            let q = if f.is_empty() {
-                vec![]
+            let warning = if a.all {
+                "WARNING! This will remove all local volumes not used by at least one container."
             } else {
-                vec![("filters", f.to_json())]
+                "WARNING! This will remove anonymous local volumes not used by at least one container."
             };
-            let v: Value = c
-                .send_json(
-                    Method::POST,
-                    &with_query("/volumes/prune", &q),
-                    &json!(null),
-                )
-                .await?;
+            let Some(v) = super::prune::prune(c, "/volumes/prune", a.force, warning, &f).await?
+            else {
+                return Ok(());
+            };
             let mut text = String::new();
             let deleted = v["VolumesDeleted"].as_array().cloned().unwrap_or_default();
             if !deleted.is_empty() {
