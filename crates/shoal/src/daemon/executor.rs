@@ -82,12 +82,12 @@ impl ContainerExecutor {
     }
 
     /// The unrendered data of the task's secrets and configs by target name, for templates.
-    fn template_inputs(
-        &self,
+    fn template_inputs<'a>(
+        &'a self,
         spec: &ContainerSpec,
-        secrets: &[Secret],
-        configs: &[Config],
-    ) -> TemplateInputs<'_> {
+        secrets: &'a [Secret],
+        configs: &'a [Config],
+    ) -> TemplateInputs<'a> {
         let secret_files = spec.secrets.iter().filter_map(|r| {
             let s = secrets.iter().find(|s| s.id == r.secret_id)?;
             let target = r.file.as_ref().map(|f| f.name.clone()).unwrap_or_default();
@@ -96,7 +96,7 @@ impl ContainerExecutor {
             } else {
                 target
             };
-            Some((target, s.spec.data.clone().unwrap_or_default()))
+            Some((target, s.spec.data.as_deref().unwrap_or_default()))
         });
         let config_files = spec.configs.iter().filter_map(|r| {
             let c = configs.iter().find(|c| c.id == r.config_id)?;
@@ -106,7 +106,7 @@ impl ContainerExecutor {
             } else {
                 target
             };
-            Some((target, c.spec.data.clone().unwrap_or_default()))
+            Some((target, c.spec.data.as_deref().unwrap_or_default()))
         });
         TemplateInputs {
             node_hostname: &self.node_hostname,

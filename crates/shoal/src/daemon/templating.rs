@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 pub struct TemplateInputs<'a> {
     pub node_hostname: &'a str,
     /// Secret files of the task by target name (unrendered data).
-    pub secrets: BTreeMap<String, Vec<u8>>,
+    pub secrets: BTreeMap<String, &'a [u8]>,
     /// Config files of the task by target name (unrendered data).
-    pub configs: BTreeMap<String, Vec<u8>>,
+    pub configs: BTreeMap<String, &'a [u8]>,
 }
 
 fn context(task: &Task, node_hostname: &str) -> Value {
@@ -40,9 +40,10 @@ fn context(task: &Task, node_hostname: &str) -> Value {
     })
 }
 
-fn env_var(spec: &ContainerSpec, name: &str) -> String {
+fn env_var(spec: Option<&ContainerSpec>, name: &str) -> String {
     // The last definition wins, as in the container itself.
-    spec.env
+    spec.map(|c| c.env.as_slice())
+        .unwrap_or_default()
         .iter()
         .rev()
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
@@ -70,8 +71,8 @@ pub fn render(
     let src = std::str::from_utf8(data).map_err(|_| format!("{what}: template is not UTF-8"))?;
     let tpl = Template::parse_with(src, &["env", "secret", "config"])
         .map_err(|e| format!("{what}: {e}"))?;
-    let spec = task.spec.container_spec.clone().unwrap_or_default();
-    let lookup = |files: &BTreeMap<String, Vec<u8>>, kind: &str, key: &str| {
+    let spec = task.spec.container_spec.as_ref();
+    let lookup = |files: &BTreeMap<String, &[u8]>, kind: &str, key: &str| {
         files
             .get(key)
             .map(|d| Value::String(String::from_utf8_lossy(d).into_owned()))
@@ -80,7 +81,7 @@ pub fn render(
     let extra = |name: &str, args: &[Value]| {
         let key = args.first().map(crate::cli::template::go_string)?;
         Some(match name {
-            "env" => Ok(Value::String(env_var(&spec, &key))),
+            "env" => Ok(Value::String(env_var(spec, &key))),
             "secret" => lookup(&inputs.secrets, "secret", &key),
             "config" => lookup(&inputs.configs, "config", &key),
             _ => return None,
@@ -115,7 +116,7 @@ mod tests {
     fn inputs() -> TemplateInputs<'static> {
         TemplateInputs {
             node_hostname: "node1",
-            secrets: BTreeMap::from([("pw".to_string(), b"s3cret".to_vec())]),
+            secrets: BTreeMap::from([("pw".to_string(), &b"s3cret"[..])]),
             configs: BTreeMap::new(),
         }
     }
