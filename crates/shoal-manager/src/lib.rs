@@ -1,5 +1,6 @@
 //! shoal-manager: see ARCHITECTURE.md.
 
+pub mod attachment;
 pub mod ca;
 pub mod control;
 pub mod dispatch;

@@ -10,7 +10,8 @@ use shoal_proto::control::{
 };
 use shoal_proto::dispatcher::dispatcher_server::{Dispatcher, DispatcherServer};
 use shoal_proto::dispatcher::{
-    AssignmentsMessage, AssignmentsRequest, HeartbeatRequest, HeartbeatResponse,
+    AssignmentsMessage, AssignmentsRequest, AttachNetworkRequest, AttachNetworkResponse,
+    DetachNetworkRequest, DetachNetworkResponse, HeartbeatRequest, HeartbeatResponse,
     UpdateTaskStatusRequest, UpdateTaskStatusResponse,
 };
 use shoal_store::{Command, ProposeError};
@@ -183,6 +184,26 @@ impl Dispatcher for DispatcherService {
                 _ => Status::unavailable(e.message),
             })?;
         Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+
+    async fn attach_network(
+        &self,
+        req: Request<AttachNetworkRequest>,
+    ) -> Result<Response<AttachNetworkResponse>, Status> {
+        let node_id = self.node_identity(&req)?;
+        crate::attachment::attach_network(&self.manager, &node_id, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn detach_network(
+        &self,
+        req: Request<DetachNetworkRequest>,
+    ) -> Result<Response<DetachNetworkResponse>, Status> {
+        let node_id = self.node_identity(&req)?;
+        crate::attachment::detach_network(&self.manager, &node_id, req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn heartbeat(

@@ -344,6 +344,28 @@ pub struct Task {
     /// Internal: the service endpoint (VIPs, ports) at allocation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,
+    /// Set on network attachment tasks (`Spec.Runtime` "attachment"): the standalone container
+    /// the address is for. Docker keeps it in `Spec.NetworkAttachmentSpec`; here it sits on the
+    /// task so `TaskSpec` (built field by field elsewhere) keeps its shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_attachment_spec: Option<NetworkAttachmentSpec>,
+}
+
+/// The standalone container a network attachment task gives an address to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkAttachmentSpec {
+    /// Empty until the container exists (the node asks for the address before it creates the
+    /// container; the agent then reports the ID in the task's `ContainerStatus`).
+    #[serde(
+        default,
+        rename = "ContainerID",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub container_id: String,
+    /// The container's name, which other containers and tasks on the network resolve.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_name: String,
 }
 
 impl Task {
@@ -381,6 +403,12 @@ impl Task {
             id,
             ..Task::default()
         }
+    }
+
+    /// A standalone container's attachment to an attachable network (no service, pinned to
+    /// the node that asked for it; see `TaskSpec::network_attachment_spec`).
+    pub fn is_network_attachment(&self) -> bool {
+        self.spec.runtime == crate::task_spec::RUNTIME_ATTACHMENT
     }
 
     /// The name `service ps` shows: `<service>.<slot>` or `<service>.<node id>` for global tasks.
@@ -540,5 +568,26 @@ mod tests {
         assert_eq!(next_step(S::Complete, S::Running), Wait);
         assert_eq!(exit_state(0), S::Complete);
         assert_eq!(exit_state(137), S::Failed);
+    }
+
+    #[test]
+    fn network_attachment_tasks_round_trip() {
+        let mut t = Task {
+            id: "t1".into(),
+            ..Default::default()
+        };
+        assert!(!t.is_network_attachment());
+        t.spec.runtime = crate::task_spec::RUNTIME_ATTACHMENT.into();
+        t.network_attachment_spec = Some(NetworkAttachmentSpec {
+            container_id: "c0ffee".into(),
+            container_name: "c1".into(),
+        });
+        assert!(t.is_network_attachment());
+        let j = serde_json::to_value(&t).unwrap();
+        assert_eq!(j["Spec"]["Runtime"], "attachment");
+        assert_eq!(j["NetworkAttachmentSpec"]["ContainerID"], "c0ffee");
+        assert_eq!(j["NetworkAttachmentSpec"]["ContainerName"], "c1");
+        let back: Task = serde_json::from_value(j).unwrap();
+        assert_eq!(back, t);
     }
 }

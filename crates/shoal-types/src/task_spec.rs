@@ -13,6 +13,9 @@ use crate::wire;
 
 /// Runtime of a task; only containers are run by Shoal.
 pub const RUNTIME_CONTAINER: &str = "container";
+/// Runtime of a network attachment task: a standalone container's address on an attachable
+/// overlay network (made by the managers for the node that asked, never for a service).
+pub const RUNTIME_ATTACHMENT: &str = "attachment";
 /// Default stop grace period (10 s).
 pub const DEFAULT_STOP_GRACE_PERIOD: i64 = 10 * SECOND;
 /// Default restart delay (5 s).

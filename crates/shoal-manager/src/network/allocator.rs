@@ -435,6 +435,12 @@ fn allocate_tasks(
                 None => continue,
             },
         };
+        if let Slot::Stored(stored) = slot
+            && task.is_network_attachment()
+        {
+            allocate_attachment(stored, &task, now, plan, nets, pools, &mut held);
+            continue;
+        }
         let Some(stored_svc) = st.services.get(task.service_id.as_str()) else {
             continue;
         };
@@ -495,6 +501,53 @@ fn allocate_tasks(
         }
     }
     held
+}
+
+/// A standalone container's network attachment task (no service, see `crate::attachment`):
+/// an address on its network, then ASSIGNED to the node that asked for it (it is never
+/// scheduled). One that cannot have its address stays PENDING with the reason.
+fn allocate_attachment(
+    stored: &Task,
+    task: &Task,
+    now: DateTime<Utc>,
+    plan: &mut Plan,
+    nets: &BTreeMap<String, Network>,
+    pools: &mut HashMap<String, AddressPool>,
+    held: &mut HashSet<String>,
+) {
+    let want: Result<Vec<(String, Vec<String>)>, String> = task
+        .spec
+        .networks
+        .iter()
+        .map(|a| {
+            find(nets, &a.target)
+                .map(|n| (n.id.clone(), a.aliases.clone()))
+                .ok_or_else(|| format!("network {} not found", a.target))
+        })
+        .collect();
+    let result = want.and_then(|want| {
+        if needs_allocation(task, &want) {
+            attach(task, &want, nets, pools).map(Some)
+        } else {
+            Ok(None)
+        }
+    });
+    match result {
+        Ok(attachments) => plan.update_task(stored, |t| {
+            if let Some(a) = attachments {
+                t.networks_attachments = a;
+            }
+            t.status = TaskStatus::new(TaskState::Assigned, "network attachment allocated", now);
+        }),
+        Err(msg) => {
+            held.insert(task.id.clone());
+            plan.update_task(stored, |t| {
+                if t.status.message != msg || t.status.state != TaskState::Pending {
+                    t.status = TaskStatus::new(TaskState::Pending, msg, now);
+                }
+            });
+        }
+    }
 }
 
 /// All-or-nothing: the task's attachments with an address on each wanted network (keeping the

@@ -78,6 +78,16 @@ pub(crate) fn orchestrate(st: &ClusterState, now: DateTime<Utc>, plan: &mut Plan
     }
     // Tasks whose service is gone are shut down and then reaped.
     for t in &st.all_tasks {
+        if t.is_network_attachment() {
+            // A standalone container's address (no service): removed once its node reported
+            // it ended or the node left the cluster; otherwise left alone (crate::attachment).
+            if (ended(t) || !st.nodes.contains_key(t.node_id.as_str()))
+                && t.desired_state < TaskState::Remove
+            {
+                plan.update_task(t, |t| t.desired_state = TaskState::Remove);
+            }
+            continue;
+        }
         if !st.services.contains_key(t.service_id.as_str()) && t.desired_state < TaskState::Remove {
             plan.update_task(t, |t| t.desired_state = TaskState::Remove);
         }
