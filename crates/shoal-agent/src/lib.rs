@@ -3,4 +3,5 @@
 pub mod logs;
 pub mod persist;
 pub mod session;
+pub mod wg_peers;
 pub mod worker;

@@ -29,6 +29,9 @@ pub struct SessionConfig {
     pub advertise_addr: String,
     /// JSON of the node description (hostname, platform, resources, engine).
     pub description_json: Vec<u8>,
+    /// Newer descriptions (e.g. a rotated WireGuard key): each replaces `description_json`
+    /// and is sent at once rather than at the next period.
+    pub description_updates: Option<watch::Receiver<Vec<u8>>>,
 }
 
 pub struct Session {
@@ -53,6 +56,8 @@ impl Session {
             managers: Mutex::new(cfg.managers.clone()),
         });
         let me = session.clone();
+        let mut description_json = cfg.description_json.clone();
+        let mut updates = cfg.description_updates;
         tokio::spawn(async move {
             let mut target: Option<String> = None;
             let mut backoff = MIN_BACKOFF;
@@ -92,7 +97,13 @@ impl Session {
                 };
                 let mut client = DispatcherClient::new(channel);
                 let req = HeartbeatRequest {
-                    description_json: cfg.description_json.clone(),
+                    description_json: match updates.as_mut() {
+                        Some(u) => {
+                            description_json = u.borrow_and_update().clone();
+                            description_json.clone()
+                        }
+                        None => description_json.clone(),
+                    },
                     addr: cfg.advertise_addr.clone(),
                 };
                 let res = tokio::time::timeout(RPC_TIMEOUT, client.heartbeat(req)).await;
@@ -145,6 +156,12 @@ impl Session {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => {}
+                    changed = description_changed(&mut updates) => {
+                        if !changed {
+                            // The sender is gone: keep the last description.
+                            updates = None;
+                        }
+                    }
                 }
             }
         });
@@ -160,5 +177,14 @@ impl Session {
 
     pub async fn managers(&self) -> Vec<String> {
         self.managers.lock().await.clone()
+    }
+}
+
+/// Resolves when a newer description arrives (true) or its sender is gone (false); never
+/// without updates.
+async fn description_changed(updates: &mut Option<watch::Receiver<Vec<u8>>>) -> bool {
+    match updates {
+        Some(u) => u.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }

@@ -14,3 +14,4 @@ pub mod peers;
 pub mod raft_id;
 pub mod scheduler;
 pub mod services;
+pub mod wg_keys;

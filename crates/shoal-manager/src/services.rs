@@ -12,7 +12,7 @@ use shoal_proto::dispatcher::dispatcher_server::{Dispatcher, DispatcherServer};
 use shoal_proto::dispatcher::{
     AssignmentsMessage, AssignmentsRequest, AttachNetworkRequest, AttachNetworkResponse,
     DetachNetworkRequest, DetachNetworkResponse, HeartbeatRequest, HeartbeatResponse,
-    UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    UpdateTaskStatusRequest, UpdateTaskStatusResponse, WireGuardPeerSet, WireGuardPeersRequest,
 };
 use shoal_store::{Command, ProposeError};
 use shoal_types::node::NodeDescription;
@@ -170,6 +170,17 @@ impl Dispatcher for DispatcherService {
         )))
     }
 
+    type WireGuardPeersStream =
+        tokio_stream::wrappers::ReceiverStream<Result<WireGuardPeerSet, Status>>;
+
+    async fn wire_guard_peers(
+        &self,
+        req: Request<WireGuardPeersRequest>,
+    ) -> Result<Response<Self::WireGuardPeersStream>, Status> {
+        self.node_identity(&req)?;
+        Ok(Response::new(crate::wg_keys::peer_stream(self.manager.clone())))
+    }
+
     async fn update_task_status(
         &self,
         req: Request<UpdateTaskStatusRequest>,
@@ -223,6 +234,7 @@ impl Dispatcher for DispatcherService {
                     .map_err(|e| Status::invalid_argument(format!("bad node description: {e}")))?,
             )
         };
+        let description = crate::wg_keys::check_report(&self.manager, &who.node_id, description)?;
         match self
             .manager
             .heartbeat(&who.node_id, &r.addr, description)

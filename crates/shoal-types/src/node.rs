@@ -186,6 +186,25 @@ pub struct NodeDescription {
     pub engine: EngineDescription,
     #[serde(default, rename = "TLSInfo")]
     pub tls_info: TLSInfo,
+    /// Shoal-specific (absent in Docker): the node's WireGuard identity for encrypted
+    /// overlays, reported by the node and distributed to the other nodes by the managers.
+    #[serde(default, rename = "WireGuard", skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireGuardKey>,
+}
+
+/// A node's WireGuard public key as the managers know it. The private key never leaves the
+/// node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WireGuardKey {
+    /// Base64, as `wg pubkey` prints it.
+    pub public_key: String,
+    /// The UDP port the node's WireGuard device listens on (on its underlay address).
+    #[serde(default)]
+    pub port: u16,
+    /// Set by the managers: 1 for the first key the node reported, +1 at each rotation.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -167,17 +167,26 @@ impl ActiveNode {
         if creds.role == Role::Manager && !managers.contains(&local.advertise_addr) {
             managers.insert(0, local.advertise_addr.clone());
         }
+        let netplane = super::netplane::for_data_root(&cfg.data_root);
+        // The node's WireGuard key travels in its description (encrypted overlays).
+        let wg_keys = super::netplane::wg_keys::NodeKeys::start(
+            netplane.clone(),
+            describe(&cfg.hostname),
+            cfg.wg_key_rotation,
+            stop_rx.clone(),
+        )
+        .await?;
         let (_session, session_rx) = Session::start(
             SessionConfig {
                 managers,
                 advertise_addr: local.advertise_addr.clone(),
-                description_json: serde_json::to_vec(&describe(&cfg.hostname))?,
+                description_json: wg_keys.description_json.clone(),
+                description_updates: wg_keys.updates.clone(),
             },
             channels.clone(),
             stop_rx.clone(),
         );
         // Gossip before the worker: restored tasks republish into it.
-        let netplane = super::netplane::for_data_root(&cfg.data_root);
         if let Some(np) = &netplane {
             let info = super::netplane::SwarmInfo {
                 node_id: creds.node_id.clone(),
@@ -189,6 +198,11 @@ impl ActiveNode {
                 tracing::error!("overlay networking is unavailable: {e:#}");
             }
         }
+        wg_keys.follow(shoal_agent::wg_peers::start(
+            channels.clone(),
+            session_rx.clone(),
+            stop_rx.clone(),
+        ));
         if let Some(reader) = executor.log_reader() {
             shoal_agent::logs::start(
                 reader,

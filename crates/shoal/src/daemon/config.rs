@@ -45,6 +45,10 @@ pub struct DaemonArgs {
     /// daemons sharing a network namespace never collide).
     #[arg(long)]
     pub bridge: Option<String>,
+    /// Lifetime of the node's WireGuard key (encrypted overlays) before it is rotated, e.g.
+    /// 24h (the default) or 30s. SIGUSR2 rotates it at once.
+    #[arg(long)]
+    pub wg_key_rotation: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -62,6 +66,7 @@ struct FileConfig {
     runtime: Option<String>,
     bip: Option<String>,
     bridge: Option<String>,
+    wg_key_rotation: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +84,8 @@ pub struct DaemonConfig {
     pub bip: Option<String>,
     /// `--bridge`: the default bridge's interface name.
     pub bridge: Option<String>,
+    /// `--wg-key-rotation`: how long a WireGuard key is used before it is rotated.
+    pub wg_key_rotation: std::time::Duration,
 }
 
 pub const DEFAULT_SOCKET: &str = "/run/shoal/shoal.sock";
@@ -130,6 +137,11 @@ impl DaemonConfig {
         if runtime != "runc" && runtime != "crun" {
             bail!("--runtime must be runc or crun, got {runtime:?}");
         }
+        let wg_key_rotation = match args.wg_key_rotation.or(file.wg_key_rotation) {
+            Some(s) => super::netplane::wg_keys::parse_rotation(&s)
+                .map_err(|e| anyhow::anyhow!("--wg-key-rotation {s:?}: {e}"))?,
+            None => super::netplane::wg_keys::DEFAULT_ROTATION,
+        };
         Ok(DaemonConfig {
             data_root: args
                 .data_root
@@ -157,6 +169,7 @@ impl DaemonConfig {
             runtime,
             bip: args.bip.or(file.bip),
             bridge: args.bridge.or(file.bridge),
+            wg_key_rotation,
         })
     }
 }

@@ -58,5 +58,6 @@ pub fn describe(hostname: &str) -> NodeDescription {
             ],
         },
         tls_info: Default::default(),
+        wireguard: None,
     }
 }

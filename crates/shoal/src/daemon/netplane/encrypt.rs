@@ -1,25 +1,58 @@
 //! Encrypted overlays: VXLAN between the nodes' WireGuard tunnel addresses, so frames of
 //! `encrypted` networks cross the underlay only inside WireGuard (boringtun, userspace).
 //!
-//! Each node has one device, a key pair kept in its data root (so a restarted daemon keeps its
-//! identity) and a tunnel address derived from its node ID in 100.64.0.0/10. The public key,
-//! tunnel address and underlay endpoint travel in gossip; every node makes every other live
-//! node a peer (allowed IP: its tunnel /32). The device is made when the first encrypted
-//! overlay is needed and stays until the node leaves the swarm.
+//! Each node has one device, its own key pair ([`super::wg_identity`]) and a tunnel address
+//! derived from its node ID in 100.64.0.0/10. The node reports its public key to the managers
+//! (heartbeat), and the managers send every node the set of all nodes' keys
+//! (`Dispatcher.WireGuardPeers`): the device's peers are exactly that set, so a key the
+//! managers do not know is never a peer. The device is made when the first encrypted overlay
+//! is needed and stays until the node leaves the swarm.
+//!
+//! Rotation: the node reports its next key but keeps using the current one until the managers
+//! publish the next; then the node switches its private key while its peers replace its
+//! public key, all on the same push. Each side then sends a probe through the tunnel so the
+//! new handshake happens at once rather than on the next packet, and re-probes a peer whose
+//! handshake has not completed shortly after (both sides' first attempts may cross).
 
-use super::NetPlane;
-use anyhow::{Context, Result, anyhow};
-use shoal_net::gossip::{Gossip, WgInfo};
-use shoal_net::wireguard::{KeyPair, WG_PORT, WgDevice, WgPeer};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use super::wg_identity::Identity;
+use super::{NetPlane, State};
+use anyhow::{Result, anyhow};
+use shoal_agent::wg_peers::WgPeerEntry;
+use shoal_net::wireguard::{WG_PORT, WgDevice, WgPeer};
+use shoal_types::node::WireGuardKey;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::time::{Duration, Instant};
 
 /// Tunnel addresses are carved from this range (shared address space: never on a LAN here).
 const TUNNEL_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(100, 64, 0, 0), 10);
+/// A peer whose new handshake has not completed this long after a key change is probed again.
+const HANDSHAKE_WAIT: Duration = Duration::from_millis(700);
+/// Re-probes per key change before leaving it to WireGuard's own retries.
+const MAX_REPROBES: u8 = 5;
+/// The discard port: probes only need to enter the tunnel, nobody answers them.
+const PROBE_PORT: u16 = 9;
 
 pub(super) struct Wg {
     pub dev: WgDevice,
     pub tunnel_ip: Ipv4Addr,
-    pub applied: Vec<(String, WgInfo)>,
+    /// The peers on the device (every node of the managers' set but this one).
+    applied: Vec<WgPeerEntry>,
+    /// Peers that changed key (or all of them after our own change), until they handshake.
+    awaiting: Vec<Awaiting>,
+}
+
+struct Awaiting {
+    peer: WgPeerEntry,
+    since: Instant,
+    reprobes: u8,
+}
+
+/// What the node knows of WireGuard keys, with or without a device.
+#[derive(Default)]
+pub(super) struct WgKeys {
+    identity: Option<Identity>,
+    /// The managers' set (None until the first one arrives).
+    managers: Option<Vec<WgPeerEntry>>,
 }
 
 /// The node's tunnel address: a host address of 100.64.0.0/10 from the FNV-1a hash of its ID.
@@ -35,6 +68,33 @@ pub fn tunnel_ip(node_id: &str) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(TUNNEL_NET.0) + host)
 }
 
+/// The device peers for the managers' `set` as seen from node `me`: every other node.
+fn peers_for(set: &[WgPeerEntry], me: &str) -> Vec<WgPeerEntry> {
+    set.iter().filter(|p| p.node_id != me).cloned().collect()
+}
+
+fn device_peer(p: &WgPeerEntry) -> WgPeer {
+    WgPeer {
+        public_key: p.public_key.clone(),
+        endpoint: Some(p.endpoint),
+        allowed_ips: vec![ipnet::IpNet::from(ipnet::Ipv4Net::from(tunnel_ip(
+            &p.node_id,
+        )))],
+        keepalive: Some(25),
+    }
+}
+
+/// Send one datagram into the tunnel towards each node: WireGuard starts a handshake with a
+/// peer as soon as something is to be sent to it.
+fn probe<'a>(nodes: impl Iterator<Item = &'a WgPeerEntry>) {
+    let Ok(sock) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+        return;
+    };
+    for p in nodes {
+        let _ = sock.send_to(b"shoal-wg-probe", (tunnel_ip(&p.node_id), PROBE_PORT));
+    }
+}
+
 impl NetPlane {
     fn wg_name(&self) -> String {
         // `shn123abc-` → `shw123abc`: unique per daemon on the machine (the UAPI socket is).
@@ -44,37 +104,99 @@ impl NetPlane {
         )
     }
 
-    /// Load or make the node's key pair (private key file readable by root only).
-    fn wg_key(&self) -> Result<KeyPair> {
-        let path = self.state_dir.join("wireguard.key");
-        if let Ok(s) = std::fs::read_to_string(&path) {
-            return KeyPair::from_private_base64(s.trim())
-                .map_err(|e| anyhow!("{}: {e}", path.display()));
+    fn identity<'a>(&self, keys: &'a mut WgKeys) -> Result<&'a mut Identity> {
+        if keys.identity.is_none() {
+            keys.identity = Some(Identity::load(&self.state_dir)?);
         }
-        let k = KeyPair::generate();
-        std::fs::create_dir_all(&self.state_dir)?;
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        f.write_all(k.private_base64().as_bytes())?;
+        keys.identity
+            .as_mut()
+            .ok_or_else(|| anyhow!("WireGuard identity not loaded"))
+    }
+
+    /// The key this node reports to the managers (the key pair is made on first use).
+    pub async fn wg_report(&self) -> Result<WireGuardKey> {
+        let mut st = self.state.lock().await;
+        let id = self.identity(&mut st.wg_keys)?;
+        Ok(WireGuardKey {
+            public_key: id.reported().public_base64(),
+            port: WG_PORT,
+            generation: 0,
+        })
+    }
+
+    /// When this node's key is `period` old (None while a rotation is under way).
+    pub async fn wg_rotation_due(&self, period: Duration) -> Result<Option<std::time::SystemTime>> {
+        let mut st = self.state.lock().await;
+        Ok(self.identity(&mut st.wg_keys)?.rotation_due(period))
+    }
+
+    /// Start a key rotation: the next key is made and reported; it is used once the managers
+    /// publish it. Returns what to report.
+    pub async fn wg_rotate(&self) -> Result<WireGuardKey> {
+        {
+            let mut st = self.state.lock().await;
+            self.identity(&mut st.wg_keys)?.begin_rotation()?;
+        }
+        let k = self.wg_report().await?;
+        tracing::info!(public_key = %k.public_key, "WireGuard key rotation: next key reported");
         Ok(k)
     }
 
-    /// Create the node's WireGuard device and publish its identity.
+    /// The managers' peer set arrived: switch to our next key if they published it, and make
+    /// the device's peers exactly the other nodes of the set.
+    pub async fn set_wg_peers(&self, set: Vec<WgPeerEntry>) {
+        let mut st = self.state.lock().await;
+        let Some(me) = st.swarm.as_ref().map(|s| s.node_id.clone()) else {
+            return;
+        };
+        let published = set
+            .iter()
+            .find(|p| p.node_id == me)
+            .map(|p| p.public_key.clone());
+        let State { wg_keys, wg, .. } = &mut *st;
+        wg_keys.managers = Some(set);
+        let promote = match (wg_keys.identity.as_ref(), &published) {
+            (Some(id), Some(pk)) => id.next.as_ref().is_some_and(|n| n.public_base64() == *pk),
+            _ => false,
+        };
+        if promote && let Some(id) = wg_keys.identity.as_mut() {
+            match id.promote() {
+                Ok(k) => {
+                    tracing::info!(public_key = %k.public_base64(), "WireGuard key rotated: the managers published the next key");
+                    if let Some(w) = wg.as_mut() {
+                        match w.dev.rotate_key(&k) {
+                            Ok(()) => w.expect_handshakes_with_all(),
+                            Err(e) => tracing::warn!("WireGuard key switch: {e}"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("WireGuard key rotation: {e:#}"),
+            }
+        }
+        if let (Some(w), Some(set)) = (wg.as_mut(), wg_keys.managers.as_ref()) {
+            w.apply(&peers_for(set, &me));
+        }
+    }
+
+    /// Re-probe peers whose handshake after a key change has not completed yet. True while
+    /// some are still awaited.
+    pub async fn wg_recheck(&self) -> bool {
+        let mut st = self.state.lock().await;
+        match st.wg.as_mut() {
+            Some(w) => w.recheck(),
+            None => false,
+        }
+    }
+
+    /// Create the node's WireGuard device with its current key and the managers' peers.
     pub(super) async fn start_wg(
         &self,
-        gossip: &Gossip,
+        keys: &mut WgKeys,
         node_id: &str,
-        underlay: Ipv4Addr,
         underlay_mtu: u32,
     ) -> Result<Wg> {
         let name = self.wg_name();
-        let key = self.wg_key()?;
+        let key = self.identity(keys)?.current.clone();
         let tunnel_ip = tunnel_ip(node_id);
         // A TUN of a previous daemon died with it; a stale name would make the create fail.
         self.host.delete_link(&name).await?;
@@ -88,49 +210,120 @@ impl NetPlane {
             .ok_or_else(|| anyhow!("underlay MTU {underlay_mtu} too small for WireGuard"))?;
         self.host.set_mtu(&name, mtu).await?;
         self.host.set_up(&name).await?;
-        gossip
-            .publish_wg(&WgInfo {
-                public_key: key.public_base64(),
-                tunnel_ip,
-                endpoint: SocketAddr::new(IpAddr::V4(underlay), WG_PORT),
-            })
-            .await;
-        tracing::info!(device = %name, %tunnel_ip, "WireGuard up for encrypted overlays");
-        Ok(Wg {
+        let mut wg = Wg {
             dev,
             tunnel_ip,
             applied: Vec::new(),
-        })
+            awaiting: Vec::new(),
+        };
+        match &keys.managers {
+            Some(set) => wg.apply(&peers_for(set, node_id)),
+            None => tracing::info!("WireGuard: no peers until the managers send their key set"),
+        }
+        tracing::info!(device = %name, %tunnel_ip, public_key = %key.public_base64(), "WireGuard up for encrypted overlays");
+        Ok(wg)
     }
 }
 
 impl Wg {
-    /// Make the device's peers exactly the other live nodes' identities.
-    pub(super) fn sync_peers(&mut self, want: Vec<(String, WgInfo)>) {
-        if want == self.applied {
+    /// Make the device's peers exactly `want`; peers with a new key are probed.
+    fn apply(&mut self, want: &[WgPeerEntry]) {
+        if want == self.applied.as_slice() {
             return;
         }
-        for (_, old) in &self.applied {
-            if !want.iter().any(|(_, w)| w.public_key == old.public_key) {
-                let _ = self.dev.remove_peer(&old.public_key);
+        // Removals first: a node's new key takes over its tunnel address from the old one.
+        for old in &self.applied {
+            if !want.iter().any(|w| w.public_key == old.public_key)
+                && let Err(e) = self.dev.remove_peer(&old.public_key)
+            {
+                tracing::warn!(node = %old.node_id, "removing WireGuard peer: {e}");
             }
         }
         let mut ok = true;
-        for (node, w) in &want {
-            let peer = WgPeer {
-                public_key: w.public_key.clone(),
-                endpoint: Some(w.endpoint),
-                allowed_ips: vec![ipnet::IpNet::from(ipnet::Ipv4Net::from(w.tunnel_ip))],
-                keepalive: Some(25),
-            };
-            if let Err(e) = self.dev.set_peer(&peer) {
-                tracing::warn!(node = %node, "WireGuard peer: {e}");
+        let mut fresh = Vec::new();
+        for w in want {
+            let before = self.applied.iter().find(|a| a.public_key == w.public_key);
+            if before == Some(w) {
+                continue;
+            }
+            if let Err(e) = self.dev.set_peer(&device_peer(w)) {
+                tracing::warn!(node = %w.node_id, "WireGuard peer: {e}");
                 ok = false;
+                continue;
+            }
+            if before.is_none() {
+                fresh.push(w.clone());
             }
         }
-        if ok {
-            self.applied = want;
+        if !fresh.is_empty() {
+            probe(fresh.iter());
+            let now = Instant::now();
+            self.awaiting
+                .retain(|a| !fresh.iter().any(|f| f.node_id == a.peer.node_id));
+            self.awaiting.extend(fresh.into_iter().map(|peer| Awaiting {
+                peer,
+                since: now,
+                reprobes: 0,
+            }));
         }
+        self.awaiting
+            .retain(|a| want.iter().any(|w| w.public_key == a.peer.public_key));
+        if ok {
+            self.applied = want.to_vec();
+        }
+    }
+
+    /// Our own key changed: every session is gone; start the new handshakes now.
+    fn expect_handshakes_with_all(&mut self) {
+        probe(self.applied.iter());
+        let now = Instant::now();
+        self.awaiting = self
+            .applied
+            .iter()
+            .cloned()
+            .map(|peer| Awaiting {
+                peer,
+                since: now,
+                reprobes: 0,
+            })
+            .collect();
+    }
+
+    fn recheck(&mut self) -> bool {
+        if self.awaiting.is_empty() {
+            return false;
+        }
+        let Ok(status) = self.dev.status() else {
+            return true;
+        };
+        let mut again = Vec::new();
+        self.awaiting.retain_mut(|a| {
+            let done = status.peers.iter().any(|p| {
+                p.public_key == a.peer.public_key
+                    && p.since_handshake.is_some_and(|d| d < a.since.elapsed())
+            });
+            if done {
+                return false;
+            }
+            if a.since.elapsed() < HANDSHAKE_WAIT {
+                return true;
+            }
+            if a.reprobes >= MAX_REPROBES {
+                tracing::debug!(node = %a.peer.node_id, "no WireGuard handshake after the key change; leaving it to WireGuard's retries");
+                return false;
+            }
+            // A handshake attempt in flight blocks new ones for 5 s: drop the peer's state.
+            let _ = self.dev.remove_peer(&a.peer.public_key);
+            if let Err(e) = self.dev.set_peer(&device_peer(&a.peer)) {
+                tracing::warn!(node = %a.peer.node_id, "WireGuard peer: {e}");
+            }
+            a.reprobes += 1;
+            a.since = Instant::now();
+            again.push(a.peer.clone());
+            true
+        });
+        probe(again.iter());
+        !self.awaiting.is_empty()
     }
 }
 
@@ -150,5 +343,30 @@ mod tests {
         }
         assert_eq!(tunnel_ip("n1"), tunnel_ip("n1"));
         assert_ne!(tunnel_ip("n1"), tunnel_ip("n2"));
+    }
+
+    fn entry(id: &str, key: &str) -> WgPeerEntry {
+        WgPeerEntry {
+            node_id: id.into(),
+            endpoint: "192.0.2.1:51820".parse().unwrap(),
+            public_key: key.into(),
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn peers_are_the_other_nodes_of_the_managers_set() {
+        let set = vec![entry("a", "ka"), entry("b", "kb"), entry("c", "kc")];
+        let p = peers_for(&set, "b");
+        assert_eq!(
+            p.iter().map(|e| e.node_id.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
+        let d = device_peer(&set[0]);
+        assert_eq!(d.allowed_ips.len(), 1);
+        assert_eq!(
+            d.allowed_ips[0].to_string(),
+            format!("{}/32", tunnel_ip("a"))
+        );
     }
 }

@@ -17,6 +17,8 @@ mod gateway;
 mod node_tests;
 pub mod plan;
 mod sync;
+mod wg_identity;
+pub mod wg_keys;
 
 use anyhow::{Context, Result, anyhow, bail};
 use plan::AttachPlan;
@@ -164,6 +166,8 @@ struct State {
     applied_remotes: HashMap<String, Vec<(Ipv4Addr, Mac, Ipv4Addr)>>,
     /// The WireGuard device of encrypted overlays (made on first use).
     wg: Option<encrypt::Wg>,
+    /// The node's WireGuard keys and the managers' peer set.
+    wg_keys: encrypt::WgKeys,
     /// Bumped on every local change so the sync loop re-applies even if records look equal.
     dirty: bool,
 }
@@ -434,6 +438,7 @@ impl NetPlane {
         st.applied_mesh = None;
         st.applied_remotes.clear();
         st.wg = None;
+        st.wg_keys = Default::default();
         match Arc::try_unwrap(sw.gossip) {
             Ok(g) => {
                 if let Err(e) = g.shutdown().await {
@@ -618,12 +623,12 @@ impl NetPlane {
         }
         let local_vtep = if p.encrypted {
             if st.wg.is_none() {
-                let (gossip, node_id) = match &st.swarm {
-                    Some(s) => (s.gossip.clone(), s.node_id.clone()),
+                let node_id = match &st.swarm {
+                    Some(s) => s.node_id.clone(),
                     None => bail!("this node is not in a swarm"),
                 };
                 let wg = self
-                    .start_wg(&gossip, &node_id, vtep, underlay_mtu)
+                    .start_wg(&mut st.wg_keys, &node_id, underlay_mtu)
                     .await
                     .with_context(|| format!("encrypted network {}", p.network_name))?;
                 st.wg = Some(wg);

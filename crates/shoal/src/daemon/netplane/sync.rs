@@ -86,9 +86,6 @@ impl NetPlane {
         let gossip = sw.gossip.clone();
         let records = gossip.records().await;
         let remotes = gossip.remote_endpoints().await;
-        if let Some(wg) = st.wg.as_mut() {
-            wg.sync_peers(gossip.wg_peers().await);
-        }
 
         // Remote endpoints per overlay, skipping our own VTEP (local ones sit on the bridge;
         // an encrypted overlay's VTEP is the node's tunnel address).
