@@ -448,7 +448,9 @@ impl shoal_api::Backend for DaemonBackend {
             .runtime
             .start(id)
             .await
-            .map_err(containers::api_error)
+            .map_err(containers::api_error)?;
+        super::attach::reconcile(&self.0).await;
+        Ok(())
     }
 
     async fn container_stop(
@@ -457,7 +459,9 @@ impl shoal_api::Backend for DaemonBackend {
         timeout: Option<i64>,
         signal: Option<String>,
     ) -> BackendResult<()> {
-        containers::stop(&self.0.runtime, id, timeout, signal).await
+        containers::stop(&self.0.runtime, id, timeout, signal).await?;
+        super::attach::reconcile(&self.0).await;
+        Ok(())
     }
 
     async fn container_restart(

@@ -58,9 +58,12 @@ pub fn list(d: &Daemon, all: bool) -> Vec<Value> {
                 (Some(b), Some(ep)) => (
                     bridge::ps_ports(ep),
                     b.network_settings(Some(ep))["Networks"].clone(),
-                    bridge::NETWORK_NAME,
+                    bridge::NETWORK_NAME.to_string(),
                 ),
-                _ => (json!([]), json!({}), "default"),
+                _ => match super::attach::network_settings(d, &c.id) {
+                    Some((name, s)) => (json!([]), s["Networks"].clone(), name),
+                    None => (json!([]), json!({}), "default".to_string()),
+                },
             };
             json!({
                 "Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image,
@@ -134,8 +137,10 @@ pub fn list_filtered(
 pub fn inspect(d: &Daemon, id: &str) -> Result<Value, ApiError> {
     let c = d.runtime.inspect(id).map_err(api_error)?;
     let ep = d.bridge.as_ref().ok().and_then(|b| b.endpoint_of(&c.id));
-    let net = match (d.bridge.as_ref().ok(), &ep) {
-        (Some(b), Some(ep)) => b.network_settings(Some(ep)),
+    let swarm_net = super::attach::network_settings(d, &c.id);
+    let net = match (d.bridge.as_ref().ok(), &ep, &swarm_net) {
+        (Some(b), Some(ep), _) => b.network_settings(Some(ep)),
+        (_, _, Some((_, settings))) => settings.clone(),
         _ => json!({"Networks": {}, "Ports": {}}),
     };
     let port_bindings = ep
@@ -192,7 +197,7 @@ pub fn inspect(d: &Daemon, id: &str) -> Result<Value, ApiError> {
             "Tty": false, "OpenStdin": false, "AttachStdout": false, "AttachStderr": false,
         },
         "HostConfig": {
-            "NetworkMode": network_mode_name(&c.config, ep.is_some()),
+            "NetworkMode": swarm_net.as_ref().map_or(network_mode_name(&c.config, ep.is_some()), |(n, _)| n.as_str()),
             "PortBindings": port_bindings,
             "Memory": c.config.resources.memory, "NanoCpus": c.config.resources.nano_cpus,
             "PidsLimit": c.config.resources.pids_limit, "ReadonlyRootfs": c.config.read_only,
@@ -221,6 +226,7 @@ pub async fn create(d: &Daemon, name: Option<String>, body: Value) -> Result<Val
     let mut cfg = rt::from_create_request(&req, name.as_deref(), image).map_err(api_error)?;
     let h = &req.host_config;
     let mut warnings: Vec<String> = Vec::new();
+    let mut attached = None;
     let endpoint = match h.network_mode.as_str() {
         "" | "default" | "bridge" => {
             let br = bridge_of(d)?;
@@ -257,10 +263,15 @@ pub async fn create(d: &Daemon, name: Option<String>, body: Value) -> Result<Val
             };
             None
         }
+        // A swarm network: attachable overlays (daemon/attach.rs).
         other => {
-            return Err(ApiError::not_found(format!(
-                "network {other} not found: standalone containers can use the bridge, host or none networks"
-            )));
+            if !h.port_bindings.is_empty() || h.publish_all_ports {
+                warnings.push(format!(
+                    "Published ports are discarded on swarm network {other} (not supported for standalone containers)"
+                ));
+            }
+            attached = Some(super::attach::prepare(d, other, &req, &mut cfg).await?);
+            None
         }
     };
     let id = match d.runtime.create(cfg).await {
@@ -269,9 +280,28 @@ pub async fn create(d: &Daemon, name: Option<String>, body: Value) -> Result<Val
             if let Some((br, ep)) = &endpoint {
                 br.release(&ep.key).await;
             }
+            if let Some(p) = attached {
+                super::attach::abort(d, p).await;
+            }
             return Err(api_error(e));
         }
     };
+    if let Some(p) = attached
+        && let Err(e) = super::attach::bind(d, p, &id).await
+    {
+        let _ = d
+            .runtime
+            .remove(
+                &id,
+                RemoveOptions {
+                    force: true,
+                    volumes: true,
+                },
+            )
+            .await;
+        super::attach::reconcile(d).await;
+        return Err(e);
+    }
     if let Some((br, ep)) = &endpoint
         && let Err(e) = br.bind(&ep.key, &id).await
     {
@@ -297,6 +327,7 @@ pub async fn collect_endpoints(d: &Daemon) {
     if let Ok(b) = &d.bridge {
         b.gc(&live_ids(&d.runtime)).await;
     }
+    super::attach::reconcile(d).await;
 }
 
 /// Runs [`collect_endpoints`] every few seconds for containers removed by the runtime itself.

@@ -64,6 +64,7 @@ impl ContainerExecutor {
             .list(true)
             .into_iter()
             .filter_map(|c| c.labels.get("com.docker.swarm.task.id").cloned())
+            .chain(super::attach::persisted_ids(data_root))
             .collect();
         let (netplane, netplane_error) = match NetPlane::open(data_root, &live) {
             Ok(n) => (Some(n), String::new()),

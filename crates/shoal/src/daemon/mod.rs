@@ -2,6 +2,7 @@
 
 pub mod active;
 pub mod addr;
+mod attach;
 mod backend;
 pub mod bridge;
 pub mod config;
@@ -107,11 +108,14 @@ pub async fn run(args: config::DaemonArgs) -> Result<()> {
     )?);
     let runtime = open_runtime(&cfg).await?;
     let task_executor: Arc<dyn shoal_agent::worker::TaskExecutor> =
-        Arc::new(executor::ContainerExecutor::new(
-            images.clone(),
-            shoal_runtime::container::Executor::new(runtime.clone()),
+        Arc::new(attach::AttachmentAwareExecutor::new(
+            executor::ContainerExecutor::new(
+                images.clone(),
+                shoal_runtime::container::Executor::new(runtime.clone()),
+                &cfg.data_root,
+                &cfg.hostname,
+            ),
             &cfg.data_root,
-            &cfg.hostname,
         ));
     let bridge = bridge::open_default(&cfg, &runtime).await;
     let daemon = Arc::new(Daemon {

@@ -32,7 +32,7 @@ fn to_types(f: &Filters) -> shoal_types::filters::Filters {
 /// `GET /networks`. A node that is not a manager has no swarm networks to list.
 pub async fn list(d: &Daemon, filters: Filters) -> Result<Vec<NetworkInspect>, ApiError> {
     let Ok(m) = d.manager().await else {
-        return Ok(Vec::new());
+        return super::attach::list_local(d, &to_types(&filters));
     };
     network::list_networks(&m.view(), &to_types(&filters))
 }
@@ -44,7 +44,9 @@ pub async fn inspect(d: &Daemon, key: &str, scope: &str) -> Result<NetworkInspec
     if !matches!(scope, "" | "swarm") {
         return Err(not_found());
     }
-    let m = d.manager().await.map_err(|_| not_found())?;
+    let Ok(m) = d.manager().await else {
+        return super::attach::inspect_local(d, key).ok_or_else(not_found);
+    };
     let view = m.view();
     let net = network::find_network(&view, key)?;
     let mut v = network::inspect_view(net);

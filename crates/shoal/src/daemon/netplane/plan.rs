@@ -117,6 +117,9 @@ pub fn task_plans(task: &Task) -> Result<Vec<AttachPlan>, String> {
 
 /// The container name of a task (`<service>.<slot>.<id>`, global: `<service>.<node>.<id>`).
 pub fn container_name(task: &Task) -> String {
+    if let Some(a) = &task.network_attachment_spec {
+        return a.container_name.clone();
+    }
     let service = &task.service_annotations.name;
     if task.slot > 0 {
         format!("{service}.{}.{}", task.slot, task.id)
@@ -136,6 +139,9 @@ fn proto_of(p: PortProtocol) -> Option<&'static str> {
 
 /// The service records a running task publishes: one per attached network.
 pub fn task_records(task: &Task, plans: &[AttachPlan]) -> Vec<ServiceRecord> {
+    if task.is_network_attachment() {
+        return attachment_records(task, plans);
+    }
     let ep = task.endpoint.clone().unwrap_or_default();
     let dnsrr = ep.spec.mode == ResolutionMode::Dnsrr;
     let service = task.service_annotations.name.clone();
@@ -199,6 +205,29 @@ pub fn task_records(task: &Task, plans: &[AttachPlan]) -> Vec<ServiceRecord> {
                 vip,
                 mesh_ports,
             }
+        })
+        .collect()
+}
+
+/// The records of a standalone container on an attachable network: its name → its address,
+/// and its aliases (no VIP). Each container is its own group, so containers' names never
+/// merge into one set.
+fn attachment_records(task: &Task, plans: &[AttachPlan]) -> Vec<ServiceRecord> {
+    let name = container_name(task);
+    plans
+        .iter()
+        .map(|p| ServiceRecord {
+            network: p.network_id.clone(),
+            ip: p.ip,
+            service_id: task.id.clone(),
+            names: p.aliases.clone(),
+            task_names: (!name.is_empty())
+                .then(|| name.clone())
+                .into_iter()
+                .collect(),
+            task_id: task.id.clone(),
+            vip: None,
+            mesh_ports: Vec::new(),
         })
         .collect()
 }
@@ -421,6 +450,39 @@ mod tests {
     use super::*;
     use shoal_types::meta::Driver;
     use shoal_types::service::PortConfig;
+
+    #[test]
+    fn attachment_records_name_the_container_only() {
+        let n1 = network("n1", "app", "10.0.1.0/24", 4097, false);
+        let mut t = super::tests_support::task("att1", 0, vec![(n1.clone(), "10.0.1.7/24")]);
+        t.service_id.clear();
+        t.endpoint = None;
+        t.spec.runtime = shoal_types::task_spec::RUNTIME_ATTACHMENT.into();
+        t.network_attachment_spec = Some(shoal_types::task::NetworkAttachmentSpec {
+            container_id: "c0ffee".into(),
+            container_name: "c1".into(),
+        });
+        t.networks_attachments[0].aliases = vec!["db".into()];
+        assert_eq!(container_name(&t), "c1");
+        let plans = task_plans(&t).unwrap();
+        let recs = task_records(&t, &plans);
+        assert_eq!(recs.len(), 1);
+        let r = &recs[0];
+        assert_eq!(r.task_names, ["c1"]);
+        assert_eq!(r.names, ["db"]);
+        assert_eq!(r.vip, None);
+        assert_eq!(r.service_id, "att1");
+        assert!(r.mesh_ports.is_empty());
+        let table = dns_table(&[NodeRecord {
+            node_id: "node1".into(),
+            record: r.clone(),
+        }]);
+        let scopes = ["n1".to_string()];
+        let ip: Ipv4Addr = "10.0.1.7".parse().unwrap();
+        assert_eq!(table.lookup(&scopes, "c1"), Some(&[ip][..]));
+        assert_eq!(table.lookup(&scopes, "db"), Some(&[ip][..]));
+        assert_eq!(table.lookup(&["other".to_string()], "c1"), None);
+    }
 
     #[test]
     fn plans_parse_and_refuse_bad_attachments() {

@@ -1,0 +1,651 @@
+//! Standalone containers on attachable overlay networks (`run --network <overlay>` on any
+//! node), the node side.
+//!
+//! Before the container is created the daemon asks the leader for an address
+//! (`Dispatcher.AttachNetwork`, see `shoal_manager::attachment`); the reply is a network
+//! attachment task with the address, which the data plane wires exactly like a service task's
+//! network (namespace, veth into the overlay, gateway bridge, DNS on 127.0.0.11, VIP tables).
+//! The container joins that namespace. While it runs, its name (and aliases) are published to
+//! the other nodes through gossip; when it is removed the namespace goes and the attachment is
+//! released (`DetachNetwork`). What a restarted daemon needs to adopt the wiring again is kept
+//! in `<data root>/attachments/<attachment id>.json`.
+//!
+//! The managers also dispatch the attachment task to this node's agent (so it shows as
+//! running); [`AttachmentAwareExecutor`] answers for those tasks without ever touching the
+//! container, which belongs to the user.
+
+use super::Daemon;
+use super::active::mtls_channels;
+use super::executor::ContainerExecutor;
+use super::netplane::{self, NetPlane};
+use super::swarm::Slot;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shoal_agent::worker::{ExecError, Exit, TaskExecutor};
+use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
+use shoal_proto::dispatcher::{AttachNetworkRequest, DetachNetworkRequest};
+use shoal_runtime::container::{self as rt, NetworkMode};
+use shoal_types::container::ContainerCreateRequest;
+use shoal_types::network::NetworkInspect;
+use shoal_types::task::NetworkAttachment;
+use shoal_types::{ApiError, Config, Network, Object, Secret, Task};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// Under the data root: one file per attachment of this node.
+const DIR: &str = "attachments";
+/// One RPC to the managers (AttachNetwork waits for the allocator: up to 15 s there).
+const RPC_TIMEOUT: Duration = Duration::from_secs(25);
+/// A dispatched attachment task whose container never appeared is given up after this long.
+const ORPHAN_AFTER: Duration = Duration::from_secs(120);
+/// How often the agent's view of an attachment checks that its container still exists.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// What this node keeps about one attachment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub attachment_id: String,
+    pub container_id: String,
+    pub container_name: String,
+    /// The attachment task as the managers allocated it (network copy, address, aliases).
+    pub task: Task,
+}
+
+impl Record {
+    fn attachment(&self) -> Option<&NetworkAttachment> {
+        self.task.networks_attachments.first()
+    }
+
+    fn network(&self) -> Option<&Network> {
+        self.attachment().map(|a| &a.network)
+    }
+}
+
+fn dir(data_root: &Path) -> PathBuf {
+    data_root.join(DIR)
+}
+
+/// Every attachment recorded on this node (unreadable files are skipped with a warning).
+pub fn records(data_root: &Path) -> Vec<Record> {
+    let Ok(rd) = std::fs::read_dir(dir(data_root)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        match std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::warn!(file = %p.display(), "unreadable attachment record: {e}"),
+        }
+    }
+    out
+}
+
+/// Attachment IDs recorded on this node: their namespaces are not leftovers.
+pub fn persisted_ids(data_root: &Path) -> Vec<String> {
+    records(data_root)
+        .into_iter()
+        .map(|r| r.attachment_id)
+        .collect()
+}
+
+fn by_container(data_root: &Path, container: &str) -> Option<Record> {
+    records(data_root)
+        .into_iter()
+        .find(|r| r.container_id == container)
+}
+
+fn by_attachment(data_root: &Path, id: &str) -> Option<Record> {
+    records(data_root)
+        .into_iter()
+        .find(|r| r.attachment_id == id)
+}
+
+fn save(data_root: &Path, r: &Record) -> std::io::Result<()> {
+    let d = dir(data_root);
+    std::fs::create_dir_all(&d)?;
+    let tmp = d.join(format!(".{}.tmp", r.attachment_id));
+    std::fs::write(&tmp, serde_json::to_vec(r)?)?;
+    std::fs::rename(tmp, d.join(format!("{}.json", r.attachment_id)))
+}
+
+fn forget(data_root: &Path, attachment_id: &str) {
+    let _ = std::fs::remove_file(dir(data_root).join(format!("{attachment_id}.json")));
+}
+
+/// Containers whose records this process published (running) or withdrew (stopped).
+static PUBLISHED: Mutex<BTreeMap<String, bool>> = Mutex::new(BTreeMap::new());
+
+fn published(container: &str) -> Option<bool> {
+    let m = PUBLISHED.lock().unwrap_or_else(|p| p.into_inner());
+    m.get(container).copied()
+}
+
+fn set_published(container: &str, v: Option<bool>) {
+    let mut m = PUBLISHED.lock().unwrap_or_else(|p| p.into_inner());
+    match v {
+        Some(v) => m.insert(container.to_string(), v),
+        None => m.remove(container),
+    };
+}
+
+// ---- calls to the managers ----
+
+/// Channels to the managers and the addresses to try, leader first; None off a swarm.
+async fn cluster(d: &Daemon) -> Option<(shoal_store::ChannelFactory, Vec<String>)> {
+    let slot = d.slot.read().await;
+    let Slot::Active(node) = &*slot else {
+        return None;
+    };
+    let mut targets: Vec<String> = Vec::new();
+    if let Some(leader) = node.session.borrow().manager.clone() {
+        targets.push(leader);
+    }
+    for m in node
+        .session
+        .borrow()
+        .managers
+        .iter()
+        .chain(&node.local.managers)
+    {
+        if !targets.contains(m) {
+            targets.push(m.clone());
+        }
+    }
+    Some((mtls_channels(&node.creds), targets))
+}
+
+/// One Dispatcher call on the leader, following `x-shoal-leader` from followers.
+async fn call<T, F, Fut>(d: &Daemon, f: F) -> Result<T, Status>
+where
+    F: Fn(DispatcherClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let Some((channels, mut targets)) = cluster(d).await else {
+        return Err(Status::failed_precondition(
+            "this node is not part of a swarm",
+        ));
+    };
+    let mut last = Status::unavailable("no manager is known to this node");
+    for _ in 0..6 {
+        if targets.is_empty() {
+            break;
+        }
+        let addr = targets.remove(0);
+        let ch = match channels(&addr) {
+            Ok(c) => c,
+            Err(e) => {
+                last = Status::unavailable(format!("{addr}: {e:#}"));
+                continue;
+            }
+        };
+        match tokio::time::timeout(RPC_TIMEOUT, f(DispatcherClient::new(ch))).await {
+            Ok(Ok(r)) => return Ok(r.into_inner()),
+            Ok(Err(s)) if s.code() == Code::Unavailable => {
+                if let Some(l) = s
+                    .metadata()
+                    .get("x-shoal-leader")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|l| *l != addr)
+                {
+                    targets.retain(|t| t != l);
+                    targets.insert(0, l.to_string());
+                } else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                last = s;
+            }
+            Ok(Err(s)) => return Err(s),
+            Err(_) => last = Status::deadline_exceeded(format!("{addr} did not answer")),
+        }
+    }
+    Err(last)
+}
+
+async fn detach(d: &Daemon, attachment_id: &str) -> Result<(), Status> {
+    let id = attachment_id.to_string();
+    match call(d, |mut c| {
+        let req = DetachNetworkRequest {
+            attachment_id: id.clone(),
+        };
+        async move { c.detach_network(req).await }
+    })
+    .await
+    {
+        Ok(_) => Ok(()),
+        // Already gone (reaped, or a previous try got through).
+        Err(s) if s.code() == Code::NotFound => Ok(()),
+        Err(s) => Err(s),
+    }
+}
+
+/// Docker's wording for a refused attachment (the gRPC error as its daemon prints it).
+fn attach_error(network: &str, s: &Status) -> ApiError {
+    let msg = format!(
+        "Could not attach to network {network}: rpc error: code = {:?} desc = {}",
+        s.code(),
+        s.message()
+    );
+    match s.code() {
+        Code::NotFound => ApiError::not_found(format!("network {network} not found")),
+        Code::PermissionDenied => ApiError::permission_denied(msg),
+        Code::InvalidArgument => ApiError::invalid_argument(msg),
+        _ => ApiError::unavailable(msg),
+    }
+}
+
+// ---- container create / remove ----
+
+/// An address on a swarm network, wired into a namespace, for a container about to be created.
+pub struct Prepared {
+    record: Record,
+    plane: Arc<NetPlane>,
+}
+
+/// `create` with a network mode naming a swarm network: asks the managers for an address and
+/// wires the container's namespace; `cfg` then joins it. Unknown networks, networks that are
+/// not attachable and nodes outside a swarm are refused, and nothing is left behind.
+pub async fn prepare(
+    d: &Daemon,
+    network: &str,
+    req: &ContainerCreateRequest,
+    cfg: &mut rt::ContainerConfig,
+) -> Result<Prepared, ApiError> {
+    if cluster(d).await.is_none() {
+        return Err(ApiError::not_found(format!("network {network} not found")));
+    }
+    let plane = netplane::for_data_root(&d.cfg.data_root).ok_or_else(|| {
+        ApiError::unavailable("the node data plane is unavailable: overlay networks cannot be used")
+    })?;
+    let name = cfg
+        .name
+        .get_or_insert_with(shoal_types::names::random_name)
+        .clone();
+    let aliases = req
+        .networking_config
+        .endpoints_config
+        .get(network)
+        .map(|e| e.aliases.clone())
+        .unwrap_or_default();
+    let net = network.to_string();
+    let resp = call(d, |mut c| {
+        let req = AttachNetworkRequest {
+            network: net.clone(),
+            container_id: String::new(),
+            container_name: name.clone(),
+            aliases: aliases.clone(),
+        };
+        async move { c.attach_network(req).await }
+    })
+    .await
+    .map_err(|s| attach_error(network, &s))?;
+    let task: Task = match serde_json::from_slice(&resp.task_json) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = detach(d, &resp.attachment_id).await;
+            return Err(ApiError::internal(format!(
+                "the managers sent an unreadable attachment: {e}"
+            )));
+        }
+    };
+    let wired = match plane.prepare_task(&task).await {
+        Ok(w) => w,
+        Err(e) => {
+            if let Err(s) = detach(d, &task.id).await {
+                tracing::warn!(attachment = %task.id, "releasing the attachment: {}", s.message());
+            }
+            return Err(ApiError::internal(format!("network {network}: {e}")));
+        }
+    };
+    cfg.network = NetworkMode::Netns(wired.netns_path);
+    cfg.resolv_conf = Some(wired.resolv_conf);
+    cfg.addresses = task
+        .networks_attachments
+        .iter()
+        .flat_map(|a| a.addresses.iter())
+        .filter_map(|a| a.split('/').next().map(str::to_string))
+        .collect();
+    Ok(Prepared {
+        record: Record {
+            attachment_id: task.id.clone(),
+            container_id: String::new(),
+            container_name: name,
+            task,
+        },
+        plane,
+    })
+}
+
+/// The container exists now: remember the attachment (a restarted daemon adopts it).
+pub async fn bind(d: &Daemon, p: Prepared, container: &str) -> Result<(), ApiError> {
+    let mut r = p.record;
+    r.container_id = container.to_string();
+    if let Some(s) = r.task.network_attachment_spec.as_mut() {
+        s.container_id = container.to_string();
+    }
+    p.plane.bind_container(&r.attachment_id, container).await;
+    if let Err(e) = save(&d.cfg.data_root, &r) {
+        return Err(ApiError::internal(format!(
+            "recording the network attachment: {e}"
+        )));
+    }
+    set_published(container, Some(false));
+    Ok(())
+}
+
+/// The container could not be created: unwire and release the address.
+pub async fn abort(d: &Daemon, p: Prepared) {
+    p.plane.release_task(&p.record.attachment_id).await;
+    if let Err(s) = detach(d, &p.record.attachment_id).await {
+        tracing::warn!(attachment = %p.record.attachment_id, "releasing the attachment: {}", s.message());
+    }
+}
+
+/// Brings attachments in line with their containers: removed ones leave the network and
+/// release their address; running ones are published to the other nodes, stopped ones
+/// withdrawn; after a daemon restart the wiring is adopted again. Run after container
+/// start/stop/remove and periodically.
+pub async fn reconcile(d: &Daemon) {
+    let recs = records(&d.cfg.data_root);
+    if recs.is_empty() {
+        return;
+    }
+    let plane = netplane::for_data_root(&d.cfg.data_root);
+    for r in recs {
+        let state = d
+            .runtime
+            .inspect(&r.container_id)
+            .ok()
+            .map(|c| c.state.is_running());
+        let Some(running) = state else {
+            // Removed: unwire first (the container is gone), then give the address back.
+            if let Some(p) = &plane {
+                p.release_container(&r.container_id).await;
+            }
+            set_published(&r.container_id, None);
+            match detach(d, &r.attachment_id).await {
+                Ok(()) => forget(&d.cfg.data_root, &r.attachment_id),
+                Err(s) if cluster(d).await.is_none() => {
+                    tracing::info!(attachment = %r.attachment_id, "forgetting an attachment off the swarm: {}", s.message());
+                    forget(&d.cfg.data_root, &r.attachment_id);
+                }
+                Err(s) => {
+                    tracing::warn!(attachment = %r.attachment_id, "releasing the attachment (will retry): {}", s.message())
+                }
+            }
+            continue;
+        };
+        let Some(p) = &plane else { continue };
+        if published(&r.container_id).is_none() {
+            // Not wired by this process: a restarted daemon adopts the namespace.
+            match p.restore(&r.task, &r.container_id, false).await {
+                Ok(()) => set_published(&r.container_id, Some(false)),
+                Err(e) => {
+                    tracing::debug!(container = %r.container_id, "adopting the attachment's network (will retry): {e:#}");
+                    continue;
+                }
+            }
+        }
+        if published(&r.container_id) != Some(running) {
+            if running {
+                p.container_running(&r.container_id).await;
+            } else {
+                p.container_stopping(&r.container_id).await;
+            }
+            set_published(&r.container_id, Some(running));
+        }
+    }
+}
+
+// ---- what the API shows ----
+
+/// The container's network, for `inspect` and `ps` (None: not on a swarm network).
+pub fn network_settings(d: &Daemon, container: &str) -> Option<(String, Value)> {
+    let r = by_container(&d.cfg.data_root, container)?;
+    let a = r.attachment()?;
+    let n = &a.network;
+    let name = n.spec.annotations.name.clone();
+    let addr = a.addresses.first().cloned().unwrap_or_default();
+    let (ip, prefix) = addr.split_once('/').unwrap_or((addr.as_str(), "0"));
+    let prefix: u32 = prefix.parse().unwrap_or(0);
+    let gw = netplane::plan::network_subnet(n)
+        .map(|(_, g)| g.to_string())
+        .unwrap_or_default();
+    let mac = ip
+        .parse::<std::net::Ipv4Addr>()
+        .map(|ip| shoal_net::Mac::from_ip(ip).to_string())
+        .unwrap_or_default();
+    let endpoint_id = format!("{}-{}", r.attachment_id, n.id);
+    let aliases: Vec<String> = a.aliases.clone();
+    let nets = json!({
+        name.clone(): {
+            "IPAMConfig": null, "Links": null, "Aliases": aliases, "MacAddress": mac,
+            "DriverOpts": null, "NetworkID": n.id, "EndpointID": endpoint_id,
+            "Gateway": gw, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "DNSNames": [r.container_name.clone()],
+        }
+    });
+    Some((
+        name,
+        json!({
+            "Bridge": "", "SandboxID": r.attachment_id, "HairpinMode": false,
+            "Ports": {}, "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+            "MacAddress": "", "Networks": nets,
+        }),
+    ))
+}
+
+/// Swarm networks this node has containers on (what a worker, which holds no cluster state,
+/// knows of them).
+fn local_networks(d: &Daemon) -> Vec<Network> {
+    let mut out: BTreeMap<String, Network> = BTreeMap::new();
+    for r in records(&d.cfg.data_root) {
+        if let Some(n) = r.network() {
+            out.entry(n.id.clone()).or_insert_with(|| n.clone());
+        }
+    }
+    out.into_values().collect()
+}
+
+/// `network inspect` on a node without cluster state: the attached networks it knows.
+pub fn inspect_local(d: &Daemon, key: &str) -> Option<NetworkInspect> {
+    let nets = local_networks(d);
+    let net = shoal_types::resolve(nets.iter().collect::<Vec<_>>(), key).ok()?;
+    let mut v = shoal_manager::network::inspect_view(net);
+    let (containers, peers) = super::networks::local_view(d, net);
+    v.containers = containers;
+    v.peers = peers;
+    Some(v)
+}
+
+/// `network ls` on a node without cluster state.
+pub fn list_local(
+    d: &Daemon,
+    filters: &shoal_types::filters::Filters,
+) -> Result<Vec<NetworkInspect>, ApiError> {
+    let mut mem = shoal_manager::orchestrator::MemObjects::new();
+    for n in local_networks(d) {
+        mem.put(Object::Network(n));
+    }
+    shoal_manager::network::list_networks(&mem, filters)
+}
+
+// ---- the agent's side of attachment tasks ----
+
+/// The node's task executor, answering for network attachment tasks itself: they have no
+/// container of their own (the user's container is reported, never started, stopped or
+/// removed by the agent). Everything else goes to the container executor.
+pub struct AttachmentAwareExecutor {
+    inner: ContainerExecutor,
+    data_root: PathBuf,
+}
+
+impl AttachmentAwareExecutor {
+    pub fn new(inner: ContainerExecutor, data_root: &Path) -> AttachmentAwareExecutor {
+        AttachmentAwareExecutor {
+            inner,
+            data_root: data_root.to_path_buf(),
+        }
+    }
+
+    fn is_attached(&self, container: &str) -> bool {
+        by_container(&self.data_root, container).is_some()
+    }
+
+    fn exists(&self, container: &str) -> bool {
+        self.inner.executor.runtime().inspect(container).is_ok()
+    }
+}
+
+#[async_trait]
+impl TaskExecutor for AttachmentAwareExecutor {
+    async fn prepare(
+        &self,
+        task: &Task,
+        secrets: &[Secret],
+        configs: &[Config],
+    ) -> Result<String, ExecError> {
+        if !task.is_network_attachment() {
+            return self.inner.prepare(task, secrets, configs).await;
+        }
+        match by_attachment(&self.data_root, &task.id) {
+            Some(r) if self.exists(&r.container_id) => Ok(r.container_id),
+            Some(_) => Err(ExecError::fatal("the attachment's container was removed")),
+            None => {
+                // The daemon records it right after creating the container: wait for that.
+                let age = chrono::Utc::now() - task.meta.created_at;
+                if age.to_std().is_ok_and(|a| a > ORPHAN_AFTER) {
+                    Err(ExecError::fatal(
+                        "no container on this node uses this network attachment",
+                    ))
+                } else {
+                    Err(ExecError {
+                        fatal: false,
+                        message: "waiting for the attachment's container".into(),
+                    })
+                }
+            }
+        }
+    }
+
+    async fn start(&self, container: &str) -> Result<(), ExecError> {
+        if self.is_attached(container) {
+            return Ok(());
+        }
+        self.inner.start(container).await
+    }
+
+    async fn wait(&self, container: &str) -> Result<Exit, ExecError> {
+        if !self.is_attached(container) {
+            return self.inner.wait(container).await;
+        }
+        // The attachment lasts as long as its container.
+        while self.exists(container) {
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+        Ok(Exit {
+            code: 0,
+            error: None,
+        })
+    }
+
+    async fn shutdown(&self, container: &str, grace: Duration) -> Result<(), ExecError> {
+        if self.is_attached(container) {
+            return Ok(());
+        }
+        self.inner.shutdown(container, grace).await
+    }
+
+    async fn remove(&self, container: &str) -> Result<(), ExecError> {
+        if self.is_attached(container) {
+            return Ok(());
+        }
+        self.inner.remove(container).await
+    }
+
+    async fn existing(&self, task: &Task) -> Option<(String, bool)> {
+        if !task.is_network_attachment() {
+            return self.inner.existing(task).await;
+        }
+        by_attachment(&self.data_root, &task.id)
+            .filter(|r| self.exists(&r.container_id))
+            .map(|r| (r.container_id, true))
+    }
+
+    async fn set_node_attachments(&self, attachments: Vec<NetworkAttachment>) {
+        self.inner.set_node_attachments(attachments).await
+    }
+
+    fn log_reader(&self) -> Option<Arc<dyn shoal_agent::logs::TaskLogReader>> {
+        self.inner.log_reader()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, container: &str) -> Record {
+        Record {
+            attachment_id: id.into(),
+            container_id: container.into(),
+            container_name: "c1".into(),
+            task: Task {
+                id: id.into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn records_survive_on_disk_and_are_found_both_ways() {
+        let tmp = std::env::temp_dir().join(format!("shoal-attach-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        assert!(records(&tmp).is_empty());
+        save(&tmp, &record("a1", "c0ffee")).unwrap();
+        save(&tmp, &record("a2", "beef")).unwrap();
+        std::fs::write(dir(&tmp).join("junk.json"), b"{").unwrap();
+        let mut ids = persisted_ids(&tmp);
+        ids.sort();
+        assert_eq!(ids, ["a1", "a2"]);
+        assert_eq!(
+            by_container(&tmp, "beef").map(|r| r.attachment_id),
+            Some("a2".into())
+        );
+        assert_eq!(
+            by_attachment(&tmp, "a1").map(|r| r.container_id),
+            Some("c0ffee".into())
+        );
+        forget(&tmp, "a1");
+        assert!(by_attachment(&tmp, "a1").is_none());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn refusals_read_like_dockers() {
+        let e = attach_error(
+            "app",
+            &Status::permission_denied("network app not manually attachable"),
+        );
+        assert_eq!(
+            e.message,
+            "Could not attach to network app: rpc error: code = PermissionDenied desc = network app not manually attachable"
+        );
+        let e = attach_error("nope", &Status::not_found("network nope not found"));
+        assert_eq!(e.message, "network nope not found");
+        assert_eq!(e.status_code(), 404);
+    }
+}

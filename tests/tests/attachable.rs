@@ -1,0 +1,410 @@
+//! Standalone containers on an `--attachable` overlay, on a 3-node lab (node1 the manager):
+//! containers on a worker (stock docker CLI) and on node2 (shoal CLI) get addresses from the
+//! network's subnet, reach a 2-replica service by name (VIP) and each other by container name,
+//! and the service's tasks reach them by name; `network inspect` on the worker lists its
+//! container; a non-attachable or unknown network is refused and nothing is left; the network
+//! cannot be removed while containers are attached; a daemon restart keeps the attachment
+//! working; `rm` releases the address; everything is cleaned up (only the routing mesh's
+//! ingress overlay stays on each node).
+
+use anyhow::{Result, anyhow, bail};
+use serde_json::Value;
+use shoal_e2e::{Lab, netplane_namespaces, run, wait_for};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// What the httpd test image serves on `/`.
+const MARKER: &str = "shoal-test-httpd-ok";
+const BUSYBOX: &str = "shoal-test/busybox:latest";
+
+/// Network attachment tasks the managers hold: (task ID, node ID, address).
+fn attachments(lab: &Lab) -> Result<Vec<(String, String, String)>> {
+    let tasks = lab.host(1).api_get("/v1.47/tasks")?;
+    Ok(tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["Spec"]["Runtime"] == "attachment")
+        .map(|t| {
+            (
+                t["ID"].as_str().unwrap_or("").to_string(),
+                t["NodeID"].as_str().unwrap_or("").to_string(),
+                t["NetworksAttachments"][0]["Addresses"][0]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Running task containers of a service: (container ID, lab host index).
+fn service_containers(lab: &Lab, service: &str) -> Vec<(String, usize)> {
+    let tasks = lab
+        .host(1)
+        .api_get(&format!(
+            "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
+        ))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for t in tasks.as_array().into_iter().flatten() {
+        if t["Status"]["State"] != "running" || t["DesiredState"] != "running" {
+            continue;
+        }
+        let c = t["Status"]["ContainerStatus"]["ContainerID"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if let Some(i) = (1..=3).find(|i| {
+            lab.host(*i)
+                .api_get(&format!("/v1.47/containers/{c}/json"))
+                .is_ok_and(|v| v["State"]["Pid"].as_i64().unwrap_or(0) > 0)
+        }) {
+            out.push((c, i));
+        }
+    }
+    out
+}
+
+/// The container's PID on lab host `host`.
+fn pid_of(lab: &Lab, host: usize, container: &str) -> Result<String> {
+    let v = lab
+        .host(host)
+        .api_get(&format!("/v1.47/containers/{container}/json"))?;
+    v["State"]["Pid"]
+        .as_i64()
+        .filter(|p| *p > 0)
+        .map(|p| p.to_string())
+        .ok_or_else(|| anyhow!("{container} is not running on node{host}: {v}"))
+}
+
+/// A busybox applet inside a running container (its namespaces and root: its resolv.conf).
+fn in_container(lab: &Lab, host: usize, container: &str, args: &[&str]) -> Result<String> {
+    let pid = pid_of(lab, host, container)?;
+    let mut a = vec!["-t", &pid, "-n", "-m", "-r", "-w", "--", "/bin/busybox"];
+    a.extend_from_slice(args);
+    run("nsenter", &a)
+}
+
+/// The addresses `name` resolves to through the container's embedded DNS server.
+fn resolve(lab: &Lab, host: usize, container: &str, name: &str) -> Result<BTreeSet<String>> {
+    let out = in_container(lab, host, container, &["nslookup", name, "127.0.0.11"])?;
+    let answers = out
+        .split_once("Name:")
+        .map(|(_, a)| a)
+        .ok_or_else(|| anyhow!("no answer for {name}: {out}"))?;
+    Ok(answers
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Address:"))
+        .map(|a| a.trim().trim_start_matches("1 ").to_string())
+        .collect())
+}
+
+/// `GET /` of `host:80` from inside a container, through busybox nc (the body).
+fn http_get(lab: &Lab, host: usize, container: &str, target: &str) -> Result<String> {
+    use std::io::Write;
+    let pid = pid_of(lab, host, container)?;
+    let mut child = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid,
+            "-n",
+            "-m",
+            "-r",
+            "-w",
+            "--",
+            "/bin/busybox",
+            "nc",
+            "-w",
+            "3",
+            target,
+            "80",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nc {target}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The container's address on `network` as its node's `inspect` shows it.
+fn address_on(lab: &Lab, host: usize, container: &str, network: &str) -> Result<String> {
+    let v = lab
+        .host(host)
+        .api_get(&format!("/v1.47/containers/{container}/json"))?;
+    v["NetworkSettings"]["Networks"][network]["IPAddress"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{container} has no address on {network}: {v}"))
+}
+
+fn node_id(lab: &Lab, host: usize) -> String {
+    lab.host(host)
+        .api_get("/v1.47/info")
+        .map(|v| v["Swarm"]["NodeID"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// Waits until `check` holds (it is retried while it errs or returns false).
+fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> Result<bool>) {
+    wait_for(what, Duration::from_secs(secs), || {
+        Ok(check().unwrap_or(false).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+fn container_names(lab: &Lab, host: usize) -> Vec<String> {
+    let v = lab
+        .host(host)
+        .api_get("/v1.47/containers/json?all=1")
+        .unwrap_or(Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            c["Names"][0]
+                .as_str()
+                .map(|n| n.trim_start_matches('/').to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn standalone_containers_on_an_attachable_overlay() {
+    let mut lab = Lab::swarm_with_images(3, "both.tar").unwrap();
+    let h1 = lab.host(1);
+    let app = h1
+        .docker(&["network", "create", "-d", "overlay", "--attachable", "app"])
+        .unwrap()
+        .trim()
+        .to_string();
+    h1.docker(&["network", "create", "-d", "overlay", "svconly"])
+        .unwrap();
+    let subnet =
+        h1.api_get(&format!("/v1.47/networks/{app}")).unwrap()["IPAM"]["Config"][0]["Subnet"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+    let prefix = subnet
+        .rsplit_once('.')
+        .map(|(p, _)| format!("{p}."))
+        .unwrap_or_default();
+    assert!(!prefix.is_empty(), "subnet of app: {subnet:?}");
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "2",
+        "--network",
+        "app",
+        "shoal-test/httpd:latest",
+        "sh",
+        "-c",
+        "hostname > /www/host; exec httpd -f -p 80 -h /www",
+    ])
+    .unwrap();
+    let web = wait_for("2 running web tasks", Duration::from_secs(60), || {
+        let t = service_containers(&lab, "web");
+        Ok((t.len() == 2).then_some(t))
+    })
+    .unwrap();
+
+    // A container on node3 (a worker) with the stock docker CLI, one on node2 with ours.
+    let c3 = lab
+        .host(3)
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "c3",
+            "--network",
+            "app",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ])
+        .unwrap()
+        .trim()
+        .to_string();
+    let c2 = lab
+        .host(2)
+        .shoal(&[
+            "run",
+            "-d",
+            "--name",
+            "c2",
+            "--network",
+            "app",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ])
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!c3.is_empty() && !c2.is_empty());
+    let ip3 = address_on(&lab, 3, "c3", "app").unwrap();
+    let ip2 = address_on(&lab, 2, "c2", "app").unwrap();
+    assert!(
+        ip3.starts_with(&prefix) && ip2.starts_with(&prefix),
+        "{ip3} {ip2} in {subnet}"
+    );
+    assert_ne!(ip3, ip2);
+    // The managers hold one attachment task per container, on its node, with that address.
+    let atts = attachments(&lab).unwrap();
+    assert_eq!(atts.len(), 2, "{atts:?}");
+    let n3 = node_id(&lab, 3);
+    assert!(
+        atts.iter()
+            .any(|(_, n, a)| *n == n3 && a.split('/').next() == Some(ip3.as_str())),
+        "{atts:?}"
+    );
+
+    // c3 reaches the service by name (its VIP) and c2 by container name, across nodes.
+    eventually("c3 reaches web by name", 30, || {
+        Ok(http_get(&lab, 3, "c3", "web")?.contains(MARKER))
+    });
+    eventually("c3 resolves c2", 20, || {
+        Ok(resolve(&lab, 3, "c3", "c2")? == BTreeSet::from([ip2.clone()]))
+    });
+    eventually("c3 pings c2", 20, || {
+        Ok(in_container(&lab, 3, "c3", &["ping", "-c", "1", "-W", "2", "c2"]).is_ok())
+    });
+    // A service task reaches c3 by its name.
+    let (task_c, task_host) = web[0].clone();
+    eventually("a web task resolves c3", 20, || {
+        Ok(resolve(&lab, task_host, &task_c, "c3")? == BTreeSet::from([ip3.clone()]))
+    });
+    eventually("a web task pings c3", 20, || {
+        Ok(in_container(
+            &lab,
+            task_host,
+            &task_c,
+            &["ping", "-c", "1", "-W", "2", "c3"],
+        )
+        .is_ok())
+    });
+
+    // `network inspect` on the worker lists its container.
+    eventually("network inspect on node3 lists c3", 10, || {
+        let v = lab.host(3).api_get("/v1.47/networks/app")?;
+        Ok(v["Containers"][&c3]["Name"] == "c3"
+            && v["Containers"][&c3]["IPv4Address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&format!("{ip3}/"))))
+    });
+
+    // A network that is not attachable: Docker's refusal, nothing created or held.
+    let err = lab
+        .host(3)
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "bad",
+            "--network",
+            "svconly",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "Could not attach to network svconly: rpc error: code = PermissionDenied desc = network svconly not manually attachable"
+        ),
+        "{err}"
+    );
+    let err = lab
+        .host(2)
+        .shoal(&[
+            "run",
+            "-d",
+            "--name",
+            "bad2",
+            "--network",
+            "nope",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("network nope not found"), "{err}");
+    assert!(!container_names(&lab, 3).contains(&"bad".to_string()));
+    assert!(!container_names(&lab, 2).contains(&"bad2".to_string()));
+    assert_eq!(attachments(&lab).unwrap().len(), 2);
+
+    // The network stays while containers use it (the service gone).
+    h1.docker(&["service", "rm", "web"]).unwrap();
+    eventually("web tasks gone", 30, || {
+        Ok(service_containers(&lab, "web").is_empty())
+    });
+    let err = lab
+        .host(1)
+        .docker(&["network", "rm", "app"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in use"), "{err}");
+
+    // A daemon restart on the worker keeps c3 attached and reachable.
+    lab.host_mut(3).restart().unwrap();
+    lab.wait_ready(3).unwrap();
+    eventually("c3 reaches c2 after node3's restart", 40, || {
+        Ok(
+            resolve(&lab, 3, "c3", "c2")? == BTreeSet::from([ip2.clone()])
+                && in_container(&lab, 3, "c3", &["ping", "-c", "1", "-W", "2", "c2"]).is_ok(),
+        )
+    });
+    eventually("c2 reaches c3 after node3's restart", 40, || {
+        Ok(
+            resolve(&lab, 2, "c2", "c3")? == BTreeSet::from([ip3.clone()])
+                && in_container(&lab, 2, "c2", &["ping", "-c", "1", "-W", "2", "c3"]).is_ok(),
+        )
+    });
+
+    // rm releases the address: the attachment task goes, and c3's name leaves DNS.
+    lab.host(3).docker(&["rm", "-f", "c3"]).unwrap();
+    eventually("c3's attachment released", 20, || {
+        let a = attachments(&lab)?;
+        Ok(a.len() == 1 && a.iter().all(|(_, n, _)| *n != n3))
+    });
+    eventually("c3 leaves DNS", 20, || {
+        Ok(resolve(&lab, 2, "c2", "c3").map_or(true, |ips| ips.is_empty()))
+    });
+    lab.host(2).shoal(&["rm", "-f", "c2"]).unwrap();
+    eventually("no attachment left", 20, || {
+        Ok(attachments(&lab)?.is_empty())
+    });
+    lab.host(1).docker(&["network", "rm", "app"]).unwrap();
+    lab.host(1).docker(&["network", "rm", "svconly"]).unwrap();
+    for i in 1..=3 {
+        let root = lab.host(i).data_root();
+        // Only the node's own ingress overlay may stay (it belongs to the routing mesh).
+        eventually(
+            &format!("node{i} has no container namespaces left"),
+            30,
+            || {
+                let ns = netplane_namespaces(&root);
+                let tasks = ns.iter().filter(|n| n.contains("-t-")).count();
+                let overlays = ns.iter().filter(|n| n.contains("-ov-")).count();
+                Ok(tasks == 0 && overlays <= 1)
+            },
+        );
+    }
+}
