@@ -233,6 +233,8 @@ fn standalone_containers_on_an_attachable_overlay() {
             "c3",
             "--network",
             "app",
+            "--network-alias",
+            "db3",
             BUSYBOX,
             "sleep",
             "600",
@@ -289,6 +291,9 @@ fn standalone_containers_on_an_attachable_overlay() {
     eventually("a web task resolves c3", 20, || {
         Ok(resolve(&lab, task_host, &task_c, "c3")? == BTreeSet::from([ip3.clone()]))
     });
+    eventually("a web task resolves c3's alias", 20, || {
+        Ok(resolve(&lab, task_host, &task_c, "db3")? == BTreeSet::from([ip3.clone()]))
+    });
     eventually("a web task pings c3", 20, || {
         Ok(in_container(
             &lab,
@@ -306,6 +311,20 @@ fn standalone_containers_on_an_attachable_overlay() {
             && v["Containers"][&c3]["IPv4Address"]
                 .as_str()
                 .is_some_and(|a| a.starts_with(&format!("{ip3}/"))))
+    });
+
+    let shown = lab.host(3).docker(&["network", "inspect", "app"]).unwrap();
+    assert!(shown.contains("\"c3\"") && shown.contains(&ip3), "{shown}");
+
+    // A stopped container leaves DNS; started again it comes back with the same address.
+    lab.host(2).docker(&["stop", "-t", "1", "c2"]).unwrap();
+    eventually("c2 leaves DNS while stopped", 20, || {
+        Ok(resolve(&lab, 3, "c3", "c2").map_or(true, |ips| ips.is_empty()))
+    });
+    lab.host(2).docker(&["start", "c2"]).unwrap();
+    assert_eq!(address_on(&lab, 2, "c2", "app").unwrap(), ip2);
+    eventually("c2 back in DNS", 20, || {
+        Ok(resolve(&lab, 3, "c3", "c2")? == BTreeSet::from([ip2.clone()]))
     });
 
     // A network that is not attachable: Docker's refusal, nothing created or held.

@@ -328,19 +328,30 @@ pub async fn prepare(
     })
 }
 
-/// The container exists now: remember the attachment (a restarted daemon adopts it).
+/// The container exists now: remember the attachment (a restarted daemon adopts it). On an
+/// error the attachment is already released; the caller removes the container.
 pub async fn bind(d: &Daemon, p: Prepared, container: &str) -> Result<(), ApiError> {
     let mut r = p.record;
     r.container_id = container.to_string();
     if let Some(s) = r.task.network_attachment_spec.as_mut() {
         s.container_id = container.to_string();
     }
-    p.plane.bind_container(&r.attachment_id, container).await;
     if let Err(e) = save(&d.cfg.data_root, &r) {
+        // Without the record nothing would ever release it: undo now (the caller removes
+        // the container).
+        abort(
+            d,
+            Prepared {
+                record: r,
+                plane: p.plane,
+            },
+        )
+        .await;
         return Err(ApiError::internal(format!(
             "recording the network attachment: {e}"
         )));
     }
+    p.plane.bind_container(&r.attachment_id, container).await;
     set_published(container, Some(false));
     Ok(())
 }
@@ -358,6 +369,10 @@ pub async fn abort(d: &Daemon, p: Prepared) {
 /// withdrawn; after a daemon restart the wiring is adopted again. Run after container
 /// start/stop/remove and periodically.
 pub async fn reconcile(d: &Daemon) {
+    // Called from API handlers and the periodic sweep at once: one pass at a time, so an
+    // attachment is released or published once.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let recs = records(&d.cfg.data_root);
     if recs.is_empty() {
         return;

@@ -299,7 +299,6 @@ pub async fn create(d: &Daemon, name: Option<String>, body: Value) -> Result<Val
                 },
             )
             .await;
-        super::attach::reconcile(d).await;
         return Err(e);
     }
     if let Some((br, ep)) = &endpoint
