@@ -40,14 +40,29 @@ fn manager_keys(lab: &Lab) -> Result<BTreeMap<String, (String, u64)>> {
     Ok(out)
 }
 
+/// The UAPI socket of a host's WireGuard device (boringtun names it after the device).
+fn uapi_socket(lab: &Lab, host: usize) -> String {
+    let prefix = netplane_prefix(&lab.host(host).data_root());
+    format!(
+        "/var/run/wireguard/shw{}.sock",
+        prefix.trim_start_matches("shn").trim_end_matches('-')
+    )
+}
+
+/// The lab kills its daemons with SIGKILL, which leaves their UAPI socket files behind.
+struct UapiSockets(Vec<String>);
+
+impl Drop for UapiSockets {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            let _ = std::fs::remove_file(s);
+        }
+    }
+}
+
 /// The public keys of the peers on a host's WireGuard device, read over its UAPI socket.
 fn device_peers(lab: &Lab, host: usize) -> Result<Vec<String>> {
-    let prefix = netplane_prefix(&lab.host(host).data_root());
-    let name = format!(
-        "shw{}",
-        prefix.trim_start_matches("shn").trim_end_matches('-')
-    );
-    let sock = format!("/var/run/wireguard/{name}.sock");
+    let sock = uapi_socket(lab, host);
     let mut s = std::os::unix::net::UnixStream::connect(&sock).with_context(|| sock.clone())?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"get=1\n\n")?;
@@ -220,6 +235,7 @@ fn echo_once(netns: &str, to: SocketAddr) -> bool {
 #[test]
 fn keys_come_from_the_managers_and_rotate_without_breaking_traffic() -> Result<()> {
     let lab = Lab::swarm_with_images(3, "busybox.tar")?;
+    let _sockets = UapiSockets((1..=3).map(|i| uapi_socket(&lab, i)).collect());
     let h1 = lab.host(1);
     let net = h1
         .docker(&[

@@ -21,6 +21,7 @@ use shoal_agent::wg_peers::WgPeerEntry;
 use shoal_net::wireguard::{WG_PORT, WgDevice, WgPeer};
 use shoal_types::node::WireGuardKey;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Tunnel addresses are carved from this range (shared address space: never on a LAN here).
@@ -35,6 +36,10 @@ const PROBE_PORT: u16 = 9;
 pub(super) struct Wg {
     pub dev: WgDevice,
     pub tunnel_ip: Ipv4Addr,
+    /// The namespace of the device (probes are sent from there).
+    netns: PathBuf,
+    /// A socket in that namespace for probes (made on first use).
+    probe_sock: Option<UdpSocket>,
     /// The peers on the device (every node of the managers' set but this one).
     applied: Vec<WgPeerEntry>,
     /// Peers that changed key (or all of them after our own change), until they handshake.
@@ -81,17 +86,6 @@ fn device_peer(p: &WgPeerEntry) -> WgPeer {
             &p.node_id,
         )))],
         keepalive: Some(25),
-    }
-}
-
-/// Send one datagram into the tunnel towards each node: WireGuard starts a handshake with a
-/// peer as soon as something is to be sent to it.
-fn probe<'a>(nodes: impl Iterator<Item = &'a WgPeerEntry>) {
-    let Ok(sock) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
-        return;
-    };
-    for p in nodes {
-        let _ = sock.send_to(b"shoal-wg-probe", (tunnel_ip(&p.node_id), PROBE_PORT));
     }
 }
 
@@ -213,6 +207,8 @@ impl NetPlane {
         let mut wg = Wg {
             dev,
             tunnel_ip,
+            netns: self.host_netns.clone(),
+            probe_sock: None,
             applied: Vec::new(),
             awaiting: Vec::new(),
         };
@@ -226,6 +222,22 @@ impl NetPlane {
 }
 
 impl Wg {
+    /// Send one datagram into the tunnel towards each of `nodes`: WireGuard starts a handshake
+    /// with a peer as soon as something is to be sent to it.
+    fn probe<'a>(&mut self, nodes: impl Iterator<Item = &'a WgPeerEntry>) {
+        if self.probe_sock.is_none() {
+            self.probe_sock = shoal_net::netns::run_in(&self.netns, || {
+                UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            })
+            .ok()
+            .and_then(|r| r.ok());
+        }
+        let Some(sock) = &self.probe_sock else { return };
+        for p in nodes {
+            let _ = sock.send_to(b"shoal-wg-probe", (tunnel_ip(&p.node_id), PROBE_PORT));
+        }
+    }
+
     /// Make the device's peers exactly `want`; peers with a new key are probed.
     fn apply(&mut self, want: &[WgPeerEntry]) {
         if want == self.applied.as_slice() {
@@ -256,7 +268,7 @@ impl Wg {
             }
         }
         if !fresh.is_empty() {
-            probe(fresh.iter());
+            self.probe(fresh.iter());
             let now = Instant::now();
             self.awaiting
                 .retain(|a| !fresh.iter().any(|f| f.node_id == a.peer.node_id));
@@ -275,7 +287,8 @@ impl Wg {
 
     /// Our own key changed: every session is gone; start the new handshakes now.
     fn expect_handshakes_with_all(&mut self) {
-        probe(self.applied.iter());
+        let all = self.applied.clone();
+        self.probe(all.iter());
         let now = Instant::now();
         self.awaiting = self
             .applied
@@ -322,7 +335,7 @@ impl Wg {
             again.push(a.peer.clone());
             true
         });
-        probe(again.iter());
+        self.probe(again.iter());
         !self.awaiting.is_empty()
     }
 }
@@ -368,5 +381,72 @@ mod tests {
             d.allowed_ips[0].to_string(),
             format!("{}/32", tunnel_ip("a"))
         );
+    }
+
+    /// A real boringtun device (needs root and /dev/net/tun) in a namespace made here: its
+    /// peers are exactly the managers' set, a rotated key replaces the old one, and a node the
+    /// managers drop is no peer any more.
+    #[test]
+    fn device_peers_are_exactly_the_managers_keys() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (a network namespace and a TUN device)"
+        );
+        let tag = std::process::id() % 100_000;
+        let ns = shoal_net::netns::NetnsGuard::create(&format!("shwgt{tag}")).expect("netns");
+        let dev = WgDevice::create(&format!("shwt{tag}"), Some(ns.path())).expect("device");
+        dev.configure(&shoal_net::wireguard::KeyPair::generate(), 0)
+            .expect("configure");
+        let mut wg = Wg {
+            dev,
+            tunnel_ip: tunnel_ip("me"),
+            netns: ns.path().to_path_buf(),
+            probe_sock: None,
+            applied: Vec::new(),
+            awaiting: Vec::new(),
+        };
+        let key = || shoal_net::wireguard::KeyPair::generate().public_base64();
+        let (ka, kb, kb2) = (key(), key(), key());
+        let peers = |wg: &Wg| {
+            let mut p: Vec<(String, Vec<String>)> = wg
+                .dev
+                .status()
+                .expect("status")
+                .peers
+                .into_iter()
+                .map(|p| (p.public_key, p.allowed_ips))
+                .collect();
+            p.sort();
+            p
+        };
+        let want = |v: &[(&String, &str)]| {
+            let mut w: Vec<(String, Vec<String>)> = v
+                .iter()
+                .map(|(k, n)| ((*k).clone(), vec![format!("{}/32", tunnel_ip(n))]))
+                .collect();
+            w.sort();
+            w
+        };
+        let set = vec![entry("me", &key()), entry("a", &ka), entry("b", &kb)];
+        wg.apply(&peers_for(&set, "me"));
+        assert_eq!(peers(&wg), want(&[(&ka, "a"), (&kb, "b")]));
+        // b rotated: its new key takes its tunnel address, the old key is gone.
+        let set = vec![entry("a", &ka), entry("b", &kb2)];
+        wg.apply(&peers_for(&set, "me"));
+        assert_eq!(peers(&wg), want(&[(&ka, "a"), (&kb2, "b")]));
+        let awaited: Vec<&str> = wg
+            .awaiting
+            .iter()
+            .map(|a| a.peer.public_key.as_str())
+            .collect();
+        assert!(
+            awaited.contains(&kb2.as_str()),
+            "b's new key awaits a handshake"
+        );
+        assert!(!awaited.contains(&kb.as_str()));
+        // b left the managers' set: no peer any more.
+        wg.apply(&peers_for(&set[..1], "me"));
+        assert_eq!(peers(&wg), want(&[(&ka, "a")]));
+        assert!(wg.awaiting.iter().all(|a| a.peer.node_id == "a"));
     }
 }
