@@ -1,7 +1,7 @@
 //! Service lifecycle on a 3-node lab with real containers: logs gathered from several nodes
 //! (also following tasks that start later), drain, global services following a joining node,
 //! jobs to completion, rolling updates one task at a time with rollback of a failing image,
-//! the leader killed mid-update, and create→running timings.
+//! the leader killed mid-update, many replicas spread evenly.
 
 use serde_json::Value;
 use shoal_e2e::{Host, Lab, LabOptions, wait_for};
@@ -668,57 +668,60 @@ fn new_leader_finishes_an_update_and_serves_logs() {
     );
 }
 
-/// create → all running, printed for the report (Docker swarm mode cannot run here).
+/// Many replicas at once (batch scheduling of identical tasks): 30 replicas land 10 per node,
+/// all run, and removing the service leaves no container. Timings are in
+/// `deploy/bench/services.sh`, not here.
 #[test]
-fn create_to_running_times() {
+fn thirty_replicas_spread_evenly_and_go_away() {
     let lab = lab(3);
     lab.form_cluster(1).unwrap();
     load_images(&lab);
     let h1 = lab.host(1);
     lab.wait_ready(3).unwrap();
-    let mut figures = BTreeMap::new();
-    for n in [10usize, 30] {
-        let name = format!("timed{n}");
-        let start = Instant::now();
-        create(
-            h1,
-            &[
-                "--name",
-                &name,
-                "--replicas",
-                &n.to_string(),
-                BUSYBOX,
-                "sleep",
-                "600",
-            ],
-        );
-        wait_for(&format!("{n} running"), Duration::from_secs(180), || {
-            Ok((running(h1, &name).len() == n).then_some(()))
-        })
-        .unwrap();
-        figures.insert(n, start.elapsed());
-        h1.shoal(&["service", "rm", &name]).unwrap();
-        wait_for("containers gone", Duration::from_secs(120), || {
-            let total: usize = lab
-                .hosts
-                .iter()
-                .map(|h| {
-                    h.api_get("/v1.47/containers/json?all=1")
-                        .ok()
-                        .and_then(|v| v.as_array().map(|a| a.len()))
-                        .unwrap_or(0)
-                })
-                .sum();
-            Ok((total == 0).then_some(()))
-        })
-        .unwrap();
+    create(
+        h1,
+        &[
+            "--name",
+            "many",
+            "--replicas",
+            "30",
+            BUSYBOX,
+            "sleep",
+            "600",
+        ],
+    );
+    let up = wait_for("30 running", Duration::from_secs(180), || {
+        let r = running(h1, "many");
+        Ok((r.len() == 30).then_some(r))
+    })
+    .unwrap();
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for t in &up {
+        *per_node
+            .entry(t["NodeID"].as_str().unwrap_or("").to_string())
+            .or_insert(0) += 1;
     }
-    for (n, t) in &figures {
-        println!(
-            "create → {n} replicas running on 3 nodes: {:.2} s (Docker swarm mode: not measurable here, no dockerd)",
-            t.as_secs_f64()
-        );
-    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(per_node.values().all(|n| *n == 10), "{per_node:?}");
+    let slots: BTreeSet<u64> = up.iter().filter_map(|t| t["Slot"].as_u64()).collect();
+    assert_eq!(slots, (1..=30).collect(), "one task per slot 1..=30");
+    let ls = h1.shoal(&["service", "ls"]).unwrap();
+    assert!(ls.contains("30/30"), "{ls}");
+    h1.shoal(&["service", "rm", "many"]).unwrap();
+    wait_for("containers gone", Duration::from_secs(120), || {
+        let total: usize = lab
+            .hosts
+            .iter()
+            .map(|h| {
+                h.api_get("/v1.47/containers/json?all=1")
+                    .ok()
+                    .and_then(|v| v.as_array().map(|a| a.len()))
+                    .unwrap_or(0)
+            })
+            .sum();
+        Ok((total == 0).then_some(()))
+    })
+    .unwrap();
 }
 
 /// The agent remembers its assignments: restarted while its manager is down, it keeps the

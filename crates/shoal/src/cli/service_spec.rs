@@ -121,8 +121,8 @@ pub struct Tuning {
     /// Endpoint mode (vip or dnsrr)
     #[arg(long)]
     pub endpoint_mode: Option<String>,
-    /// Maximum number of tasks per node (default 0 = unlimited)
-    #[arg(long)]
+    /// Maximum number of tasks per node (default 0 = unlimited); Docker's flag name
+    #[arg(long = "replicas-max-per-node", visible_alias = "max-replicas")]
     pub max_replicas: Option<u64>,
 }
 
