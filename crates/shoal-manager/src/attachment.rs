@@ -25,7 +25,8 @@ use tonic::Status;
 
 /// How long `AttachNetwork` waits for the allocator to give the address.
 const ALLOCATION_WAIT: Duration = Duration::from_secs(15);
-const POLL: Duration = Duration::from_millis(20);
+/// Longest wait between two looks at the task.
+const POLL: Duration = Duration::from_millis(250);
 /// The status message of a new attachment task (swarmkit's).
 const CREATED: &str = "created";
 
@@ -152,6 +153,8 @@ pub async fn attach_network(
 ) -> Result<AttachNetworkResponse, Status> {
     let task = attachment_task(&manager.view(), node_id, &req, Utc::now())?;
     let id = task.id.clone();
+    // Woken by store changes rather than polling the view.
+    let mut events = manager.store.watch();
     manager
         .propose(vec![Change::Create(Object::Task(task))])
         .await
@@ -174,7 +177,13 @@ pub async fn attach_network(
             }
             Allocation::Waiting if tokio::time::Instant::now() < deadline => {
                 drop(view);
-                tokio::time::sleep(POLL).await;
+                // Any change (or a lagged receiver) means: look again; the timeout bounds a
+                // wait whose wake-up was missed.
+                if let Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) =
+                    tokio::time::timeout(POLL, events.recv()).await
+                {
+                    tokio::time::sleep(POLL).await;
+                }
                 continue;
             }
             Allocation::Waiting => Status::unavailable(format!(
