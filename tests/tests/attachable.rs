@@ -316,6 +316,26 @@ fn standalone_containers_on_an_attachable_overlay() {
     let shown = lab.host(3).docker(&["network", "inspect", "app"]).unwrap();
     assert!(shown.contains("\"c3\"") && shown.contains(&ip3), "{shown}");
 
+    // A foreground `docker run --rm` on the network resolves the others at once, and its
+    // attachment goes with it.
+    let out = lab
+        .host(2)
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "app",
+            BUSYBOX,
+            "nslookup",
+            "c3",
+            "127.0.0.11",
+        ])
+        .unwrap();
+    assert!(out.contains(&ip3), "{out}");
+    eventually("the --rm container's attachment released", 20, || {
+        Ok(attachments(&lab)?.len() == 2)
+    });
+
     // A stopped container leaves DNS; started again it comes back with the same address.
     lab.host(2).docker(&["stop", "-t", "1", "c2"]).unwrap();
     eventually("c2 leaves DNS while stopped", 20, || {
