@@ -474,6 +474,39 @@ mod tests {
     }
 
     #[test]
+    fn an_exhausted_network_refuses_with_the_reason() {
+        let mut m = store();
+        let mut tiny = net("nettiny", "tiny", true);
+        tiny.spec.ipam_options = Some(shoal_types::network::IPAMOptions {
+            driver: Default::default(),
+            configs: vec![shoal_types::network::IPAMConfig {
+                subnet: "10.9.9.0/30".into(),
+                gateway: String::new(),
+                range: String::new(),
+            }],
+        });
+        m.put(Object::Network(tiny));
+        let first = attachment_task(&m, "node1", &req("tiny"), Utc::now()).unwrap();
+        let second = attachment_task(&m, "node1", &req("tiny"), Utc::now()).unwrap();
+        let (a, b) = (first.id.clone(), second.id.clone());
+        m.put(Object::Task(first));
+        for _ in 0..2 {
+            let changes = pass(&m, Utc::now());
+            m.apply(&changes).unwrap();
+        }
+        assert_eq!(allocation_of(Some(&task_of(&m, &a))), Allocation::Done);
+        m.put(Object::Task(second));
+        let changes = pass(&m, Utc::now());
+        m.apply(&changes).unwrap();
+        match allocation_of(Some(&task_of(&m, &b))) {
+            Allocation::Refused(why) => assert!(why.contains("no available IP address"), "{why}"),
+            other => panic!("second attachment on a full /30: {other:?}"),
+        }
+        // Never assigned: it does not reach the node.
+        assert_eq!(task_of(&m, &b).status.state, TaskState::Pending);
+    }
+
+    #[test]
     fn allocation_states() {
         assert_eq!(allocation_of(None), Allocation::Gone);
         let t = Task {
