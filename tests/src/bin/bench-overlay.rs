@@ -1,12 +1,20 @@
-//! Overlay data-plane figures on a 3-node lab (root; run after `cargo build -p shoal`):
+//! Overlay data-plane figures on a 3-node lab (root; `deploy/bench/overlay.sh` builds a release
+//! `shoal` and runs this):
 //! - TCP throughput and round-trip latency between two task containers on different nodes over
-//!   the overlay, against the same between the two hosts over the underlay (ratio);
-//! - routing-mesh requests/s and p99 (new connection per request) to a published port on a node
-//!   that runs no task, against connecting to a server on the underlay directly (ratio);
-//! - time from a task's death to its removal from DNS on another node.
+//!   the overlay, against the same between the two hosts over the underlay (ratios);
+//! - routing-mesh requests/s and p99 (a new connection per request) to a published port on a
+//!   node that runs no task, against connecting to the same server code on the task's node
+//!   directly (ratios);
+//! - time from a task's death to its removal from DNS and from the VIP table on every node.
 //!
-//! The load generators and servers are this program's threads entered into the containers'
-//! network namespaces, so the backend is never the bottleneck and only the path is measured.
+//! (Encrypted overlays have their own bench, `bench-encrypted`.)
+//!
+//! Fairness: both paths use the same tool (this program's threads entered into the namespaces),
+//! the same byte counts and the same CPU pinning (sender on one CPU, receiver on the other: two
+//! hosts have a CPU each). The lab shares its CPUs with whatever else runs on the machine, so
+//! every figure is the median of several rounds that alternate underlay and overlay (the order
+//! flips every round), and the ratio reported is the median of the per-round ratios: noise that
+//! hits one round hits both of its runs. Every run is printed.
 //! All traffic stays inside the lab's namespaces.
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -14,16 +22,48 @@ use shoal_e2e::{Lab, wait_for};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const BULK_BYTES: usize = 256 << 20;
-/// Userspace WireGuard is much slower: a smaller transfer keeps the run short.
-const ENC_BYTES: usize = 32 << 20;
-const RTT_ROUNDS: usize = 2000;
-const MESH_SECS: u64 = 4;
+/// Bytes per throughput run, written in `CHUNK` pieces.
+const BULK_BYTES: usize = 1 << 30;
+const CHUNK: usize = 128 << 10;
+const RTT_WARMUP: usize = 200;
+const RTT_ROUNDS: usize = 5000;
+const MESH_TIME: Duration = Duration::from_secs(2);
 const MESH_CLIENTS: usize = 4;
+/// Acceptor threads of every server: more than the clients, so the backend never queues.
+const ACCEPTORS: usize = 8;
+/// Rounds per figure unless `SHOAL_BENCH_ROUNDS` says otherwise.
+const ROUNDS: usize = 5;
+/// Task kills for the death → DNS/VIP figure unless `SHOAL_BENCH_KILLS` says otherwise.
+const KILLS: usize = 5;
+const SENDER_CPU: usize = 0;
+const RECEIVER_CPU: usize = 1;
+
+fn env_count(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=101).contains(n))
+            .ok_or_else(|| anyhow!("{name}={v:?}: expected a count from 1 to 101")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Pin the calling thread to `cpu` when the machine has it (a 1-CPU machine runs unpinned).
+fn pin(cpu: usize) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if n < 2 {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call affects this thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu % n, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
 
 /// Run `f` on a fresh thread inside the network namespace at `path`.
 fn in_path<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -39,59 +79,64 @@ fn in_path<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'static
     .map_err(|_| anyhow!("thread in {path} panicked"))?
 }
 
-/// Bind a listener inside a namespace; it is used from any thread afterwards.
-fn listen_in(path: &str, addr: SocketAddr) -> Result<TcpListener> {
-    Ok(in_path(path, move || TcpListener::bind(addr))??)
+/// A server inside the namespace at `path`: `ACCEPTORS` threads block in accept and handle
+/// each connection themselves (no thread start per connection, no polling). Per connection
+/// the first byte picks the mode: `B` sinks everything until EOF, `E` echoes byte for byte,
+/// anything else is one request answered with a small HTTP response, then closed. The
+/// threads end with the process.
+fn serve(path: &str, addr: SocketAddr) -> Result<()> {
+    let l = in_path(path, move || TcpListener::bind(addr))??;
+    for _ in 0..ACCEPTORS {
+        let l = l.try_clone()?;
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; CHUNK];
+            while let Ok((s, _)) = l.accept() {
+                handle(s, &mut buf);
+            }
+        });
+    }
+    Ok(())
 }
 
-/// A server that, per connection, either sinks everything (bulk), echoes byte for byte (rtt)
-/// or answers one request with a small response and closes (mesh).
-fn serve(l: TcpListener, stop: Arc<AtomicBool>) {
-    l.set_nonblocking(true).ok();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    std::thread::spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_nodelay(true);
-                        let mut mode = [0u8; 1];
-                        if s.read_exact(&mut mode).is_err() {
-                            return;
-                        }
-                        let mut buf = vec![0u8; 1 << 16];
-                        match mode[0] {
-                            b'B' => while matches!(s.read(&mut buf), Ok(n) if n > 0) {},
-                            b'E' => {
-                                let mut one = [0u8; 1];
-                                while s.read_exact(&mut one).is_ok() {
-                                    if s.write_all(&one).is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                            _ => {
-                                // Consume the request first: closing with unread data would
-                                // reset the connection instead of ending it.
-                                let _ = s.read(&mut buf);
-                                let _ =
-                                    s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
-                            }
-                        }
-                    });
+fn handle(mut s: TcpStream, buf: &mut [u8]) {
+    let _ = s.set_nodelay(true);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut mode = [0u8; 1];
+    if s.read_exact(&mut mode).is_err() {
+        return;
+    }
+    match mode[0] {
+        b'B' => {
+            pin(RECEIVER_CPU);
+            while matches!(s.read(buf), Ok(n) if n > 0) {}
+        }
+        b'E' => {
+            pin(RECEIVER_CPU);
+            let mut one = [0u8; 1];
+            while s.read_exact(&mut one).is_ok() {
+                if s.write_all(&one).is_err() {
+                    break;
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
         }
-    });
+        _ => {
+            // Consume the request first: closing with unread data would reset the
+            // connection instead of ending it.
+            let _ = s.read(buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    }
 }
 
+/// Gbit/s of one transfer of `bytes`, from the first write until the receiver has read
+/// everything and closed.
 fn bulk(path: &str, to: SocketAddr, bytes: usize) -> Result<f64> {
     in_path(path, move || -> Result<f64> {
+        pin(SENDER_CPU);
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
         s.write_all(b"B")?;
-        let chunk = vec![0x5au8; 1 << 16];
+        let chunk = vec![0x5au8; CHUNK];
         let start = Instant::now();
         let mut sent = 0;
         while sent < bytes {
@@ -105,21 +150,26 @@ fn bulk(path: &str, to: SocketAddr, bytes: usize) -> Result<f64> {
     })?
 }
 
-fn rtt(path: &str, to: SocketAddr) -> Result<Vec<Duration>> {
-    in_path(path, move || -> Result<Vec<Duration>> {
+/// One-byte request/response round trips on one connection: (p50, p99).
+fn rtt(path: &str, to: SocketAddr) -> Result<(Duration, Duration)> {
+    in_path(path, move || -> Result<(Duration, Duration)> {
+        pin(SENDER_CPU);
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
         s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
         s.write_all(b"E")?;
         let mut out = Vec::with_capacity(RTT_ROUNDS);
         let mut one = [0u8; 1];
-        for _ in 0..RTT_ROUNDS {
+        for i in 0..RTT_WARMUP + RTT_ROUNDS {
             let t = Instant::now();
             s.write_all(b"x")?;
             s.read_exact(&mut one)?;
-            out.push(t.elapsed());
+            if i >= RTT_WARMUP {
+                out.push(t.elapsed());
+            }
         }
         out.sort();
-        Ok(out)
+        Ok((pct(&out, 0.5), pct(&out, 0.99)))
     })?
 }
 
@@ -132,10 +182,11 @@ fn requests(path: &str, to: SocketAddr) -> Result<(f64, Duration)> {
         threads.push(std::thread::spawn(move || {
             in_path(&path, move || -> Result<Vec<Duration>> {
                 let mut lat = Vec::new();
-                let end = Instant::now() + Duration::from_secs(MESH_SECS);
+                let end = Instant::now() + MESH_TIME;
                 while Instant::now() < end {
                     let t = Instant::now();
                     let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
                     s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
                     let mut resp = Vec::new();
                     s.read_to_end(&mut resp)?;
@@ -164,6 +215,42 @@ fn pct(v: &[Duration], q: f64) -> Duration {
     v[((v.len() - 1) as f64 * q) as usize]
 }
 
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The median of `f` over `runs`.
+fn med_of<T>(runs: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    median(&runs.iter().map(f).collect::<Vec<_>>())
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// `rounds` rounds of (underlay run, overlay run), the order flipping every round; `f(true)`
+/// runs the overlay. Returns the pairs in (underlay, overlay) order.
+fn alternate<T>(rounds: usize, mut f: impl FnMut(bool) -> Result<T>) -> Result<Vec<(T, T)>> {
+    let mut out = Vec::new();
+    for r in 0..rounds {
+        let (u, o) = if r % 2 == 0 {
+            let u = f(false)?;
+            (u, f(true)?)
+        } else {
+            let o = f(true)?;
+            (f(false)?, o)
+        };
+        out.push((u, o));
+    }
+    Ok(out)
+}
+
 fn container_netns(lab: &Lab, container: &str) -> Result<String> {
     for h in &lab.hosts {
         if let Ok(info) = h.api_get(&format!("/v1.47/containers/{container}/json"))
@@ -176,61 +263,90 @@ fn container_netns(lab: &Lab, container: &str) -> Result<String> {
 }
 
 struct Task {
-    container: String,
+    id: String,
+    node: String,
     pid_ns: String,
+    /// Address on the network the task was looked up for.
     ip: String,
-    /// Address on the encrypted network.
-    sec_ip: Option<String>,
     ingress_ip: Option<String>,
 }
 
-fn one_task(lab: &Lab, service: &str, net: &str, sec: &str) -> Result<Task> {
-    let t = wait_for(
-        &format!("{service} running"),
-        Duration::from_secs(90),
-        || {
-            let v = lab.host(1).api_get(&format!(
-                "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-            ))?;
-            Ok(v.as_array().and_then(|a| {
-                a.iter()
-                    .find(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
-                    .cloned()
-            }))
-        },
-    )?;
-    let container = t["Status"]["ContainerStatus"]["ContainerID"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let addr_on = |which: Option<&str>| {
-        t["NetworksAttachments"].as_array().and_then(|atts| {
-            atts.iter()
-                .find(|a| match which {
-                    None => a["Network"]["Spec"]["Ingress"] == true,
-                    Some(id) => a["Network"]["ID"] == id,
-                })
-                .and_then(|a| a["Addresses"][0].as_str())
-                .map(|s| s.split('/').next().unwrap_or("").to_string())
-        })
-    };
-    let ip = addr_on(Some(net)).ok_or_else(|| anyhow!("{service}: no address on the overlay"))?;
-    Ok(Task {
-        pid_ns: container_netns(lab, &container)?,
-        sec_ip: addr_on(Some(sec)),
-        ingress_ip: addr_on(None),
-        container,
-        ip,
-    })
+/// Running tasks of `service` (desired running), with their address on network `net`.
+fn running_tasks(lab: &Lab, service: &str, net: &str) -> Result<Vec<Task>> {
+    let v = lab.host(1).api_get(&format!(
+        "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
+    ))?;
+    let mut out = Vec::new();
+    for t in v.as_array().into_iter().flatten() {
+        if t["Status"]["State"] != "running" || t["DesiredState"] != "running" {
+            continue;
+        }
+        let addr_on = |ingress: bool| {
+            t["NetworksAttachments"].as_array().and_then(|atts| {
+                atts.iter()
+                    .find(|a| {
+                        if ingress {
+                            a["Network"]["Spec"]["Ingress"] == true
+                        } else {
+                            a["Network"]["ID"] == net
+                        }
+                    })
+                    .and_then(|a| a["Addresses"][0].as_str())
+                    .map(|s| s.split('/').next().unwrap_or("").to_string())
+            })
+        };
+        let Some(ip) = addr_on(false) else { continue };
+        let container = t["Status"]["ContainerStatus"]["ContainerID"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let Ok(pid_ns) = container_netns(lab, &container) else {
+            continue;
+        };
+        out.push(Task {
+            id: t["ID"].as_str().unwrap_or("").to_string(),
+            node: t["NodeID"].as_str().unwrap_or("").to_string(),
+            ingress_ip: addr_on(true),
+            pid_ns,
+            ip,
+        });
+    }
+    Ok(out)
 }
 
-/// Does `name` resolve (from inside `path`) to any of `ips`?
-fn dns_has(path: &str, name: &str, ips: &[String]) -> Result<bool> {
+fn one_task(lab: &Lab, service: &str, net: &str) -> Result<Task> {
+    wait_for(
+        &format!("{service} running"),
+        Duration::from_secs(90),
+        || match running_tasks(lab, service, net)?.into_iter().next() {
+            Some(t) => Ok(Some(t)),
+            // Say where the tasks are (shown if the wait times out).
+            None => bail!("{}", task_states(lab, service)?),
+        },
+    )
+}
+
+/// `state: error` of every task of `service`.
+fn task_states(lab: &Lab, service: &str) -> Result<String> {
+    let v = lab.host(1).api_get(&format!(
+        "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
+    ))?;
+    let states: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{}: {}", t["Status"]["State"], t["Status"]["Err"]))
+        .collect();
+    Ok(format!("tasks of {service}: [{}]", states.join(", ")))
+}
+
+/// Does `name` resolve (from inside `path`) to `ip`?
+fn dns_has(path: &str, name: &str, ip: &str) -> Result<bool> {
     let name = name.to_string();
-    let ips = ips.to_vec();
+    let want: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
     in_path(path, move || -> Result<bool> {
-        // A minimal A query (id 1, RD) for `name`.
-        let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        // A minimal A query (id 0x5301, RD) for `name`.
+        let mut q = vec![0x53, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         for l in name.split('.') {
             q.push(l.len() as u8);
             q.extend_from_slice(l.as_bytes());
@@ -241,34 +357,48 @@ fn dns_has(path: &str, name: &str, ips: &[String]) -> Result<bool> {
         s.send_to(&q, "127.0.0.11:53")?;
         let mut buf = [0u8; 1500];
         let n = s.recv(&mut buf)?;
-        Ok(ips.iter().any(|ip| {
-            let octets: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
-            buf[..n].windows(4).any(|w| w == octets.as_slice())
-        }))
+        // Answers follow the question; each A record ends in its 4 address bytes.
+        let ans = buf.get(q.len()..n).unwrap_or(&[]);
+        Ok(ans.windows(4).any(|w| w == want.as_slice()))
+    })?
+}
+
+/// Is `ip` a backend in the VIP table inside the namespace at `path`?
+fn vip_has(path: &str, ip: &str) -> Result<bool> {
+    let ip = ip.to_string();
+    in_path(path, move || -> Result<bool> {
+        // The child inherits this thread's network namespace.
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "ip", "shoal-lb"])
+            .output()
+            .context("running nft")?;
+        if !out.status.success() {
+            return Ok(false);
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .any(|w| w == ip))
     })?
 }
 
 fn main() -> Result<()> {
+    let rounds = env_count("SHOAL_BENCH_ROUNDS", ROUNDS)?;
+    let kills = env_count("SHOAL_BENCH_KILLS", KILLS)?;
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "bench-overlay: {} CPUs, shoal {}, {rounds} rounds, load {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        shoal_e2e::shoal_bin().display(),
+        load().trim()
+    );
     let lab = Lab::swarm_with_images(3, "busybox.tar")?;
     let h1 = lab.host(1);
     let net = h1
         .docker(&["network", "create", "-d", "overlay", "bench"])?
         .trim()
         .to_string();
-    let sec = h1
-        .docker(&[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--opt",
-            "encrypted",
-            "benchsec",
-        ])?
-        .trim()
-        .to_string();
-    for (name, node, publish) in [("srv", "node2", true), ("cli", "node1", false)] {
-        let constraint = format!("node.hostname=={node}");
+    let svc = |name: &str, extra: &[&str]| -> Result<()> {
         let mut args = vec![
             "service",
             "create",
@@ -277,120 +407,313 @@ fn main() -> Result<()> {
             name,
             "--network",
             "bench",
-            "--network",
-            "benchsec",
-            "--constraint",
-            &constraint,
         ];
-        if publish {
-            args.extend_from_slice(&["-p", "9000:7000"]);
-        }
+        args.extend_from_slice(extra);
         args.extend_from_slice(&["shoal-test/busybox:latest", "sleep", "3600"]);
-        h1.docker(&args)?;
-    }
-    let srv = one_task(&lab, "srv", &net, &sec)?;
-    let cli = one_task(&lab, "cli", &net, &sec)?;
-    let stop = Arc::new(AtomicBool::new(false));
+        h1.docker(&args).map(|_| ())
+    };
+    svc(
+        "srv",
+        &["--constraint", "node.hostname==node2", "-p", "9000:7000"],
+    )?;
+    svc("cli", &["--constraint", "node.hostname==node1"])?;
+    let srv = one_task(&lab, "srv", &net)?;
+    let cli = one_task(&lab, "cli", &net)?;
     // Servers: in the srv container (overlay; 7000 is also the mesh target port) and on
     // node2's underlay address.
-    serve(
-        listen_in(&srv.pid_ns, "0.0.0.0:7000".parse()?)?,
-        stop.clone(),
-    );
+    serve(&srv.pid_ns, "0.0.0.0:7000".parse()?)?;
     let h2_ns = format!("/run/netns/{}", lab.host(2).netns);
     let under: SocketAddr = format!("{}:7001", lab.host(2).addr).parse()?;
-    serve(listen_in(&h2_ns, under)?, stop.clone());
+    serve(&h2_ns, under)?;
     let h1_ns = format!("/run/netns/{}", lab.host(1).netns);
     let over: SocketAddr = format!("{}:7000", srv.ip).parse()?;
     wait_for("overlay path up", Duration::from_secs(30), || {
-        Ok(rtt_probe(&cli.pid_ns, over).then_some(()))
+        Ok(probe(&cli.pid_ns, over).then_some(()))
     })?;
+    // Warm both paths (ARP, FDB, conntrack, page cache of the tool).
+    bulk(&cli.pid_ns, over, BULK_BYTES / 8)?;
+    bulk(&h1_ns, under, BULK_BYTES / 8)?;
 
-    // Best of 3, interleaved: the lab shares its CPUs with whatever else runs.
-    let (mut g_over, mut g_under) = (0f64, 0f64);
-    for _ in 0..3 {
-        g_over = g_over.max(bulk(&cli.pid_ns, over, BULK_BYTES)?);
-        g_under = g_under.max(bulk(&h1_ns, under, BULK_BYTES)?);
-    }
-    match &srv.sec_ip {
-        Some(ip) => {
-            let enc: SocketAddr = format!("{ip}:7000").parse()?;
-            wait_for("encrypted path up", Duration::from_secs(30), || {
-                Ok(rtt_probe(&cli.pid_ns, enc).then_some(()))
-            })?;
-            let mut g_enc = 0f64;
-            for _ in 0..2 {
-                g_enc = g_enc.max(bulk(&cli.pid_ns, enc, ENC_BYTES)?);
-            }
-            println!(
-                "encrypted overlay    {g_enc:8.2} Gbit/s   plain overlay {g_over:8.2} Gbit/s   ratio {:.2}",
-                g_enc / g_over
-            );
+    println!(
+        "\n== throughput: {} MiB per run, {CHUNK}-byte writes, sender CPU {SENDER_CPU}, receiver CPU {RECEIVER_CPU}",
+        BULK_BYTES >> 20
+    );
+    let runs = alternate(rounds, |overlay| {
+        if overlay {
+            bulk(&cli.pid_ns, over, BULK_BYTES)
+        } else {
+            bulk(&h1_ns, under, BULK_BYTES)
         }
-        None => println!("encrypted overlay: srv has no address on it; skipped"),
+    })?;
+    for (i, (u, o)) in runs.iter().enumerate() {
+        println!(
+            "round {}: underlay {u:6.2} Gbit/s   overlay {o:6.2} Gbit/s   ratio {:.2}",
+            i + 1,
+            o / u
+        );
     }
-    let r_over = rtt(&cli.pid_ns, over)?;
-    let r_under = rtt(&h1_ns, under)?;
+    let tp_ratio = median(&runs.iter().map(|(u, o)| o / u).collect::<Vec<_>>());
     println!(
-        "overlay throughput   {g_over:8.2} Gbit/s   underlay {g_under:8.2} Gbit/s   ratio {:.2}",
-        g_over / g_under
-    );
-    println!(
-        "overlay rtt p50/p99  {:>8.1?} / {:>8.1?}   underlay {:>8.1?} / {:>8.1?}   p50 ratio (underlay/overlay) {:.2}",
-        pct(&r_over, 0.5),
-        pct(&r_over, 0.99),
-        pct(&r_under, 0.5),
-        pct(&r_under, 0.99),
-        pct(&r_under, 0.5).as_secs_f64() / pct(&r_over, 0.5).as_secs_f64()
+        "throughput median: underlay {:.2} Gbit/s, overlay {:.2} Gbit/s; median ratio overlay/underlay {tp_ratio:.2} (target >= 0.80)",
+        median(&runs.iter().map(|r| r.0).collect::<Vec<_>>()),
+        median(&runs.iter().map(|r| r.1).collect::<Vec<_>>()),
     );
 
-    // Routing mesh: node3 (no task) from node1's namespace (a LAN client), vs the underlay.
+    println!("\n== latency: {RTT_ROUNDS} one-byte TCP round trips per run");
+    let runs = alternate(rounds, |overlay| {
+        if overlay {
+            rtt(&cli.pid_ns, over)
+        } else {
+            rtt(&h1_ns, under)
+        }
+    })?;
+    for (i, (u, o)) in runs.iter().enumerate() {
+        println!(
+            "round {}: underlay p50 {:6.1} us p99 {:6.1} us   overlay p50 {:6.1} us p99 {:6.1} us   p50 ratio {:.2}",
+            i + 1,
+            us(u.0),
+            us(u.1),
+            us(o.0),
+            us(o.1),
+            us(u.0) / us(o.0)
+        );
+    }
+    println!(
+        "latency median: underlay p50 {:.1} us p99 {:.1} us, overlay p50 {:.1} us p99 {:.1} us; median ratio underlay/overlay p50 {:.2} p99 {:.2} (target >= 0.80)",
+        med_of(&runs, |r| us(r.0.0)),
+        med_of(&runs, |r| us(r.0.1)),
+        med_of(&runs, |r| us(r.1.0)),
+        med_of(&runs, |r| us(r.1.1)),
+        med_of(&runs, |r| us(r.0.0) / us(r.1.0)),
+        med_of(&runs, |r| us(r.0.1) / us(r.1.1)),
+    );
+
+    // Routing mesh: node3 (no task) from node1's namespace (a LAN client), against the same
+    // server code on node2 reached directly.
+    println!(
+        "\n== routing mesh: {MESH_CLIENTS} clients, a new connection per request, {MESH_TIME:?} per run; node1 -> node3:9000 (mesh to srv on node2) vs node1 -> node2:7001 (direct)"
+    );
     if srv.ingress_ip.is_none() {
         println!("routing mesh: srv has no ingress address (no mesh allocation); skipped");
     } else {
         let mesh: SocketAddr = format!("{}:9000", lab.host(3).addr).parse()?;
-        let up = wait_for("mesh port up", Duration::from_secs(30), || {
+        wait_for("mesh port up", Duration::from_secs(30), || {
             Ok(requests_probe(&h1_ns, mesh).then_some(()))
-        });
-        match up {
-            Err(e) => println!("routing mesh: {e}"),
-            Ok(()) => {
-                let (m_rate, m_p99) = requests(&h1_ns, mesh)?;
-                let (d_rate, d_p99) = requests(&h1_ns, under)?;
-                println!(
-                    "routing mesh         {m_rate:8.0} req/s p99 {m_p99:>8.1?}   direct {d_rate:8.0} req/s p99 {d_p99:>8.1?}   ratio {:.2}",
-                    m_rate / d_rate
-                );
+        })?;
+        let runs = alternate(rounds, |overlay| {
+            if overlay {
+                requests(&h1_ns, mesh)
+            } else {
+                requests(&h1_ns, under)
             }
+        })?;
+        for (i, (d, m)) in runs.iter().enumerate() {
+            println!(
+                "round {}: direct {:7.0} req/s p99 {:7.1} us   mesh {:7.0} req/s p99 {:7.1} us   ratio req/s {:.2} p99 {:.2}",
+                i + 1,
+                d.0,
+                us(d.1),
+                m.0,
+                us(m.1),
+                m.0 / d.0,
+                us(d.1) / us(m.1)
+            );
         }
+        println!(
+            "mesh median: direct {:.0} req/s p99 {:.1} us, mesh {:.0} req/s p99 {:.1} us; median ratio mesh/direct req/s {:.2}, direct/mesh p99 {:.2} (target >= 0.90)",
+            med_of(&runs, |r| r.0.0),
+            med_of(&runs, |r| us(r.0.1)),
+            med_of(&runs, |r| r.1.0),
+            med_of(&runs, |r| us(r.1.1)),
+            med_of(&runs, |r| r.1.0 / r.0.0),
+            med_of(&runs, |r| us(r.0.1) / us(r.1.1)),
+        );
     }
 
-    // Death → DNS removal as seen from the client on another node.
-    let pid: i32 = srv
-        .pid_ns
-        .trim_start_matches("/proc/")
-        .trim_end_matches("/ns/net")
-        .parse()?;
-    // The client is on both networks: tasks.srv answers from the first that has it.
-    let srv_ips: Vec<String> = std::iter::once(srv.ip.clone())
-        .chain(srv.sec_ip.clone())
-        .collect();
-    if !dns_has(&cli.pid_ns, "tasks.srv", &srv_ips)? {
-        bail!("tasks.srv lists none of {srv_ips:?} before the kill");
-    }
-    let t0 = Instant::now();
-    // SAFETY: a lab container's process, by PID.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let gone = wait_for("srv leaves DNS", Duration::from_secs(30), || {
-        Ok((!dns_has(&cli.pid_ns, "tasks.srv", &srv_ips).unwrap_or(true)).then(|| t0.elapsed()))
-    })?;
-    println!("task death -> out of DNS on another node: {gone:.2?}");
-    let _ = srv.container;
-    stop.store(true, Ordering::Relaxed);
+    death_to_dns(&lab, &net, kills)?;
+    println!("\nload at the end {}", load().trim());
     Ok(())
 }
 
-fn rtt_probe(path: &str, to: SocketAddr) -> bool {
+/// Kill a task `kills` times; for each kill, the time until its address left `tasks.<svc>` in
+/// DNS and the VIP table of a probe container on every node.
+fn death_to_dns(lab: &Lab, net: &str, kills: usize) -> Result<()> {
+    let h1 = lab.host(1);
+    println!(
+        "\n== task death -> out of DNS (tasks.victim) and the VIP table, seen from a container on every node; {kills} kills"
+    );
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "probe",
+        "--mode",
+        "global",
+        "--network",
+        "bench",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "3600",
+    ])?;
+    // The restart delay leaves a window in which the dead task's address cannot come back
+    // with its replacement (the allocator may hand the same address out again).
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "victim",
+        "--network",
+        "bench",
+        "--constraint",
+        "node.hostname==node2",
+        "--restart-delay",
+        "5s",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "3600",
+    ])?;
+    let probes = wait_for("a probe on every node", Duration::from_secs(90), || {
+        let p = running_tasks(lab, "probe", net)?;
+        Ok((p.len() == lab.hosts.len()).then_some(p))
+    })?;
+    let nodes = node_names(lab)?;
+    let name_of = |id: &str| nodes.get(id).cloned().unwrap_or_else(|| id.to_string());
+    // Per node: (DNS times, VIP times) in ms.
+    let mut dns_ms: Vec<Vec<f64>> = vec![Vec::new(); probes.len()];
+    let mut vip_ms: Vec<Vec<f64>> = vec![Vec::new(); probes.len()];
+    let mut last_task = String::new();
+    for k in 0..kills {
+        let victim = wait_for("a new victim task", Duration::from_secs(60), || {
+            Ok(running_tasks(lab, "victim", net)?
+                .into_iter()
+                .find(|t| t.id != last_task))
+        })?;
+        last_task = victim.id.clone();
+        let ip = victim.ip.clone();
+        for p in &probes {
+            let (path, ip) = (p.pid_ns.clone(), ip.clone());
+            wait_for(
+                &format!("victim {ip} in DNS and VIP on {}", name_of(&p.node)),
+                Duration::from_secs(30),
+                move || {
+                    Ok(
+                        (dns_has(&path, "tasks.victim", &ip)? && vip_has(&path, &ip)?)
+                            .then_some(()),
+                    )
+                },
+            )?;
+        }
+        let pid: i32 = victim
+            .pid_ns
+            .trim_start_matches("/proc/")
+            .trim_end_matches("/ns/net")
+            .parse()?;
+        let t0 = Instant::now();
+        // SAFETY: a lab container's process, by PID.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let watchers: Vec<_> = probes
+            .iter()
+            .map(|p| {
+                let (path, ip) = (p.pid_ns.clone(), ip.clone());
+                std::thread::spawn(move || {
+                    let limit = Duration::from_secs(5);
+                    let (mut dns, mut vip) = (None, None);
+                    // DNS first (a cheap query); the VIP table (an `nft` run, costly to poll)
+                    // only from then on: the daemon changes both in the same pass, DNS first.
+                    while t0.elapsed() < limit && (dns.is_none() || vip.is_none()) {
+                        if dns.is_none() {
+                            if !dns_has(&path, "tasks.victim", &ip).unwrap_or(true) {
+                                dns = Some(t0.elapsed());
+                                continue;
+                            }
+                        } else if !vip_has(&path, &ip).unwrap_or(true) {
+                            vip = Some(t0.elapsed());
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    (dns, vip)
+                })
+            })
+            .collect();
+        let mut line = format!("kill {} ({ip}):", k + 1);
+        for (i, (w, p)) in watchers.into_iter().zip(&probes).enumerate() {
+            let (dns, vip) = w.join().map_err(|_| anyhow!("watcher panicked"))?;
+            let (Some(dns), Some(vip)) = (dns, vip) else {
+                bail!(
+                    "kill {}: {ip} still in DNS ({dns:?}) or VIP ({vip:?}) on {} after 5 s",
+                    k + 1,
+                    name_of(&p.node)
+                );
+            };
+            dns_ms[i].push(dns.as_secs_f64() * 1e3);
+            vip_ms[i].push(vip.as_secs_f64() * 1e3);
+            line += &format!(
+                "   {} dns {:4.0} ms vip {:4.0} ms",
+                name_of(&p.node),
+                dns.as_secs_f64() * 1e3,
+                vip.as_secs_f64() * 1e3
+            );
+        }
+        println!("{line}");
+    }
+    let mut worst = Vec::new();
+    for k in 0..dns_ms.first().map_or(0, Vec::len) {
+        worst.push(
+            dns_ms
+                .iter()
+                .chain(&vip_ms)
+                .map(|v| v[k])
+                .fold(0f64, f64::max),
+        );
+    }
+    for (i, p) in probes.iter().enumerate() {
+        println!(
+            "{} ({}): median dns {:.0} ms, vip {:.0} ms",
+            name_of(&p.node),
+            if p.node == lab_node_of(lab, 2, &nodes) {
+                "the victim's node"
+            } else {
+                "via gossip"
+            },
+            median(&dns_ms[i]),
+            median(&vip_ms[i])
+        );
+    }
+    println!(
+        "death -> out of DNS and VIP on every node: median {:.0} ms, max {:.0} ms over {kills} kills",
+        median(&worst),
+        worst.iter().cloned().fold(0f64, f64::max)
+    );
+    Ok(())
+}
+
+/// Node ID → hostname.
+fn node_names(lab: &Lab) -> Result<std::collections::HashMap<String, String>> {
+    let v = lab.host(1).api_get("/v1.47/nodes")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            Some((
+                n["ID"].as_str()?.to_string(),
+                n["Description"]["Hostname"].as_str()?.to_string(),
+            ))
+        })
+        .collect())
+}
+
+fn lab_node_of(lab: &Lab, i: usize, nodes: &std::collections::HashMap<String, String>) -> String {
+    let name = &lab.host(i).name;
+    nodes
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default()
+}
+
+fn probe(path: &str, to: SocketAddr) -> bool {
     in_path(path, move || {
         TcpStream::connect_timeout(&to, Duration::from_secs(1))
             .and_then(|mut s| s.write_all(b"E"))
