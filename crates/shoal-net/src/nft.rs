@@ -340,24 +340,25 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
         Some(NfHook::Postrouting),
         100,
     )));
-    b.add(NfListObject::Chain(chain(
-        "filter-input",
-        Some(NfChainType::Filter),
-        Some(NfHook::Input),
-        0,
-    )));
-    b.add(NfListObject::Chain(chain(
-        "filter-forward",
-        Some(NfChainType::Filter),
-        Some(NfHook::Forward),
-        0,
-    )));
-    b.add(NfListObject::Chain(chain(
-        "filter-output",
-        Some(NfChainType::Filter),
-        Some(NfHook::Output),
-        0,
-    )));
+    // Filter chains only hold the rejects of ports without backends. A base chain is called
+    // for every packet even when empty, so it exists only while it has rules.
+    let rejects = st.vips.iter().any(|v| v.backends.is_empty())
+        || st.vips_all.iter().any(|v| v.backends.is_empty())
+        || st.ingress.iter().any(|i| i.backends.is_empty());
+    if rejects {
+        for (name, hook) in [
+            ("filter-input", NfHook::Input),
+            ("filter-forward", NfHook::Forward),
+            ("filter-output", NfHook::Output),
+        ] {
+            b.add(NfListObject::Chain(chain(
+                name,
+                Some(NfChainType::Filter),
+                Some(hook),
+                0,
+            )));
+        }
+    }
 
     let mut rule = |chain: &str, expr: Vec<Statement<'static>>, comment: Option<String>| {
         b.add(NfListObject::Rule(Rule {
@@ -605,6 +606,8 @@ mod tests {
         assert!(cmds[0]["add"]["table"]["name"] == "shoal-n1");
         assert!(cmds[1]["delete"]["table"]["name"] == "shoal-n1");
         assert!(cmds[2]["add"]["table"]["name"] == "shoal-n1");
+        // Nothing to reject: no filter chain runs for every packet.
+        assert!(!serde_json::to_string(&rs).unwrap().contains("filter-"));
     }
 
     #[test]
@@ -649,6 +652,7 @@ mod tests {
         // No port in the DNAT: the client's port is kept.
         assert!(!j.contains(r#""port":"#), "{j}");
         assert!(j.contains(r#""expr":"host-unreachable""#), "{j}");
+        assert!(j.contains(r#""name":"filter-output""#), "{j}");
         let dup = DesiredState {
             vips_all: vec![st.vips_all[0].clone(), st.vips_all[0].clone()],
             ..Default::default()

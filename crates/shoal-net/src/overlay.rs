@@ -107,6 +107,7 @@ impl Overlay {
 
     async fn build(host: &Netlink, spec: &OverlaySpec, path: &Path) -> Result<Netlink> {
         let nl = Netlink::in_netns(path)?;
+        bridge_netfilter_off(path)?;
         nl.set_up("lo").await?;
         bridge_net::ensure_bridge(&nl, OVERLAY_BRIDGE, spec.subnet, spec.gateway, spec.mtu).await?;
         if nl.link(OVERLAY_VXLAN).await?.is_none() {
@@ -252,6 +253,24 @@ impl Overlay {
         drop(self.nl);
         netns::delete(&name)
     }
+}
+
+/// With `br_netfilter` loaded, every frame crossing a bridge also goes through the IP (and ARP)
+/// netfilter hooks of the bridge's namespace. Nothing filters inside an overlay namespace, so
+/// there that is only per-packet cost: turn it off there (the settings are per namespace; the
+/// node's own stay as they are). Without the module the settings do not exist: nothing to do.
+fn bridge_netfilter_off(netns: &Path) -> Result<()> {
+    for key in [
+        "net/bridge/bridge-nf-call-iptables",
+        "net/bridge/bridge-nf-call-ip6tables",
+        "net/bridge/bridge-nf-call-arptables",
+    ] {
+        match bridge_net::set_sysctl(Some(netns), key, "0") {
+            Err(NetError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r?,
+        }
+    }
+    Ok(())
 }
 
 /// Is there an address `ip` on any link of the namespace of `nl`? (A VTEP must be local.)

@@ -187,6 +187,9 @@ pub struct NetPlane {
     /// What `network inspect` shows per network (local endpoints, peers), refreshed by the
     /// sync loop; a plain mutex so API handlers read it without waiting for the data plane.
     views: StdMutex<HashMap<String, NetView>>,
+    /// Wakes the sync loop at once after a local change (a task withdrawn on its own node
+    /// leaves DNS and VIP tables without waiting for the next period).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// This node's view of one network for `network inspect`.
@@ -283,6 +286,7 @@ impl NetPlane {
             state: Mutex::new(State::default()),
             state_dir: data_root.join("netplane"),
             views: StdMutex::new(HashMap::new()),
+            wake: Arc::new(tokio::sync::Notify::new()),
         });
         me.remove_orphans(live_task_ids);
         let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
@@ -369,7 +373,7 @@ impl NetPlane {
             }
         };
         let me = Arc::downgrade(self);
-        let sync = tokio::spawn(sync::run(me));
+        let sync = tokio::spawn(sync::run(me, self.wake.clone()));
         st.swarm = Some(Swarm {
             gossip: gossip.clone(),
             node_id: info.node_id.clone(),
@@ -391,6 +395,7 @@ impl NetPlane {
             }
         }
         st.dirty = true;
+        self.wake.notify_one();
         let pending = st.node_attachments.clone();
         drop(st);
         if !pending.is_empty() {
@@ -478,6 +483,7 @@ impl NetPlane {
             Ok(()) => {
                 st.tasks.insert(task.id.clone(), tn);
                 st.dirty = true;
+                self.wake.notify_one();
                 Ok(TaskNetwork {
                     netns_path: path,
                     resolv_conf: shoal_net::dns::resolv_conf(IpAddr::V4(DNS_ADDR), &[], Some(0)),
@@ -660,6 +666,7 @@ impl NetPlane {
         );
         st.applied_remotes.remove(&p.network_id);
         st.dirty = true;
+        self.wake.notify_one();
         Ok(())
     }
 
@@ -712,6 +719,7 @@ impl NetPlane {
             self.drop_overlay_user(st, &p.network_id, &tn.task.id).await;
         }
         st.dirty = true;
+        self.wake.notify_one();
     }
 
     /// The container of a prepared task exists now.
@@ -766,6 +774,7 @@ impl NetPlane {
         }
         tn.published = records;
         st.dirty = true;
+        self.wake.notify_one();
     }
 
     /// Withdraw the records of a container that stops or stopped; returns whether any were
@@ -787,6 +796,7 @@ impl NetPlane {
             }
         }
         st.dirty = true;
+        self.wake.notify_one();
         !records.is_empty()
     }
 
@@ -825,6 +835,7 @@ impl NetPlane {
             }
             st.tasks.insert(task.id.clone(), tn);
             st.dirty = true;
+            self.wake.notify_one();
         }
         if running {
             self.container_running(container).await;
@@ -877,6 +888,7 @@ impl NetPlane {
                 });
                 st.applied_mesh = None;
                 st.dirty = true;
+                self.wake.notify_one();
             }
             Err(e) => tracing::error!("setting up the routing mesh: {e:#}"),
         }
@@ -926,6 +938,7 @@ impl NetPlane {
             .await;
         st.applied_mesh = None;
         st.dirty = true;
+        self.wake.notify_one();
     }
 }
 

@@ -8,18 +8,23 @@ use shoal_net::gossip::{NodeRecord, RemoteEndpoint};
 use shoal_types::network::{EndpointResource, PeerInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Well under the ~1 s budget for DNS/VIP changes, cheap when nothing changed.
 const PERIOD: Duration = Duration::from_millis(250);
 
-pub(super) async fn run(np: Weak<NetPlane>) {
+pub(super) async fn run(np: Weak<NetPlane>, wake: Arc<Notify>) {
     let mut last: Option<Vec<NodeRecord>> = None;
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = wake.notified() => {}
+        }
+        // No strong reference while waiting: the plane can be dropped meanwhile.
         let Some(np) = np.upgrade() else { return };
         np.sync_once(&mut last).await;
     }
