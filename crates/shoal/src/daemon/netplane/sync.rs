@@ -12,8 +12,12 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Well under the ~1 s budget for DNS/VIP changes, cheap when nothing changed.
-const PERIOD: Duration = Duration::from_millis(250);
+/// Well under the ~1 s budget for DNS/VIP changes, cheap when nothing changed (records are
+/// compared, tables only rewritten on a change). Remote changes wait for gossip and then for
+/// this period; local ones wake the loop at once.
+const PERIOD: Duration = Duration::from_millis(100);
+/// VIP tables written at once.
+const LB_PARALLEL: usize = 8;
 
 pub(super) async fn run(np: Weak<NetPlane>, wake: Arc<Notify>) {
     let mut last: Option<Vec<NodeRecord>> = None;
@@ -133,18 +137,34 @@ impl NetPlane {
             .values()
             .map(|t| (t.task.id.clone(), t.netns_path(), t.scopes()))
             .collect();
-        for (id, path, scopes) in tasks {
-            let want = plan::container_lb(&records, &scopes);
-            if st.applied_lb.get(&id) == Some(&want) {
-                continue;
-            }
-            match apply_table(Some(path), LB_TABLE, &want).await {
-                Ok(()) => {
-                    st.applied_lb.insert(id, want);
-                }
-                Err(e) => {
-                    tracing::warn!(task = %id, "VIP table: {e:#}");
-                    st.dirty = true;
+        let jobs: Vec<_> = tasks
+            .into_iter()
+            .filter_map(|(id, path, scopes)| {
+                let want = plan::container_lb(&records, &scopes);
+                (st.applied_lb.get(&id) != Some(&want)).then_some((id, path, want))
+            })
+            .collect();
+        // Each table is an `nft` run: several at once, so the last container does not wait
+        // for all the others (a dead backend leaves every VIP table at about the same time).
+        for batch in jobs.chunks(LB_PARALLEL) {
+            let results =
+                futures::future::join_all(batch.iter().map(|(id, path, want)| async move {
+                    (
+                        id,
+                        want,
+                        apply_table(Some(path.clone()), LB_TABLE, want).await,
+                    )
+                }))
+                .await;
+            for (id, want, r) in results {
+                match r {
+                    Ok(()) => {
+                        st.applied_lb.insert(id.clone(), want.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %id, "VIP table: {e:#}");
+                        st.dirty = true;
+                    }
                 }
             }
         }
