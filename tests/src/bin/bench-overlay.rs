@@ -3,8 +3,8 @@
 //! - TCP throughput and round-trip latency between two task containers on different nodes over
 //!   the overlay, against the same between the two hosts over the underlay (ratios);
 //! - routing-mesh requests/s and p99 (a new connection per request) to a published port on a
-//!   node that runs no task, against connecting to the same server code on the task's node
-//!   directly (ratios);
+//!   node that runs no task, against connecting to the task directly (its host-mode port on
+//!   its own node) and to the same server code on that node's address (ratios);
 //! - time from a task's death to its removal from DNS and from the VIP table on every node.
 //!
 //! (Encrypted overlays have their own bench, `bench-encrypted`.)
@@ -414,7 +414,14 @@ fn main() -> Result<()> {
     };
     svc(
         "srv",
-        &["--constraint", "node.hostname==node2", "-p", "9000:7000"],
+        &[
+            "--constraint",
+            "node.hostname==node2",
+            "-p",
+            "9000:7000",
+            "-p",
+            "published=9001,target=7000,mode=host",
+        ],
     )?;
     svc("cli", &["--constraint", "node.hostname==node1"])?;
     let srv = one_task(&lab, "srv", &net)?;
@@ -488,45 +495,61 @@ fn main() -> Result<()> {
         med_of(&runs, |r| us(r.0.1) / us(r.1.1)),
     );
 
-    // Routing mesh: node3 (no task) from node1's namespace (a LAN client), against the same
-    // server code on node2 reached directly.
+    // Routing mesh: from node1's namespace (a client on the LAN) to node3 (which runs no
+    // task) on the published port, against the same task reached directly on its own node
+    // (its host-mode port on node2), and the same server code on node2's own address (no
+    // container at all). The order rotates every round.
     println!(
-        "\n== routing mesh: {MESH_CLIENTS} clients, a new connection per request, {MESH_TIME:?} per run; node1 -> node3:9000 (mesh to srv on node2) vs node1 -> node2:7001 (direct)"
+        "\n== routing mesh: {MESH_CLIENTS} clients, a new connection per request, {MESH_TIME:?} per run; node1 -> node3:9000 (mesh to srv on node2) vs node1 -> node2:9001 (srv's host-mode port: the task directly) vs node1 -> node2:7001 (server on node2's address)"
     );
     if srv.ingress_ip.is_none() {
         println!("routing mesh: srv has no ingress address (no mesh allocation); skipped");
     } else {
         let mesh: SocketAddr = format!("{}:9000", lab.host(3).addr).parse()?;
-        wait_for("mesh port up", Duration::from_secs(30), || {
-            Ok(requests_probe(&h1_ns, mesh).then_some(()))
-        })?;
-        let runs = alternate(rounds, |overlay| {
-            if overlay {
-                requests(&h1_ns, mesh)
-            } else {
-                requests(&h1_ns, under)
+        let task: SocketAddr = format!("{}:9001", lab.host(2).addr).parse()?;
+        for (what, to) in [("mesh port", mesh), ("host-mode port", task)] {
+            wait_for(&format!("{what} up"), Duration::from_secs(30), || {
+                Ok(requests_probe(&h1_ns, to).then_some(()))
+            })?;
+        }
+        let targets = [task, mesh, under];
+        let mut runs: Vec<[(f64, Duration); 3]> = Vec::new();
+        for r in 0..rounds {
+            let mut got = [(0f64, Duration::ZERO); 3];
+            for k in 0..3 {
+                let i = (r + k) % 3;
+                got[i] = requests(&h1_ns, targets[i])?;
             }
-        })?;
-        for (i, (d, m)) in runs.iter().enumerate() {
+            let [t, m, u] = got;
             println!(
-                "round {}: direct {:7.0} req/s p99 {:7.1} us   mesh {:7.0} req/s p99 {:7.1} us   ratio req/s {:.2} p99 {:.2}",
-                i + 1,
-                d.0,
-                us(d.1),
+                "round {}: task directly {:6.0} req/s p99 {:7.1} us   mesh {:6.0} req/s p99 {:7.1} us   node address {:6.0} req/s p99 {:7.1} us   mesh/task req/s {:.2} p99 {:.2}",
+                r + 1,
+                t.0,
+                us(t.1),
                 m.0,
                 us(m.1),
-                m.0 / d.0,
-                us(d.1) / us(m.1)
+                u.0,
+                us(u.1),
+                m.0 / t.0,
+                us(t.1) / us(m.1)
             );
+            runs.push(got);
         }
         println!(
-            "mesh median: direct {:.0} req/s p99 {:.1} us, mesh {:.0} req/s p99 {:.1} us; median ratio mesh/direct req/s {:.2}, direct/mesh p99 {:.2} (target >= 0.90)",
-            med_of(&runs, |r| r.0.0),
-            med_of(&runs, |r| us(r.0.1)),
-            med_of(&runs, |r| r.1.0),
-            med_of(&runs, |r| us(r.1.1)),
-            med_of(&runs, |r| r.1.0 / r.0.0),
-            med_of(&runs, |r| us(r.0.1) / us(r.1.1)),
+            "mesh median: task directly {:.0} req/s p99 {:.1} us, mesh {:.0} req/s p99 {:.1} us, node address {:.0} req/s p99 {:.1} us",
+            med_of(&runs, |r| r[0].0),
+            med_of(&runs, |r| us(r[0].1)),
+            med_of(&runs, |r| r[1].0),
+            med_of(&runs, |r| us(r[1].1)),
+            med_of(&runs, |r| r[2].0),
+            med_of(&runs, |r| us(r[2].1)),
+        );
+        println!(
+            "mesh median ratios: mesh/task-directly req/s {:.2}, p99 (task/mesh) {:.2} (target >= 0.90); mesh/node-address req/s {:.2}, p99 {:.2}",
+            med_of(&runs, |r| r[1].0 / r[0].0),
+            med_of(&runs, |r| us(r[0].1) / us(r[1].1)),
+            med_of(&runs, |r| r[1].0 / r[2].0),
+            med_of(&runs, |r| us(r[2].1) / us(r[1].1)),
         );
     }
 
