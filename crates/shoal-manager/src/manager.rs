@@ -83,6 +83,19 @@ impl Manager {
     /// Propose a command; forwarded to the leader when this manager is a follower.
     pub async fn propose(&self, changes: Vec<Change>) -> Result<Applied, ApiError> {
         let cmd = Command::new(changes);
+        if self.store.is_leader() {
+            // No copy kept for forwarding: the orchestrators propose thousands of tasks at a
+            // time. Leadership lost during the write is reported; callers retry.
+            return match self.store.propose(cmd).await {
+                Ok(applied) => Ok(applied),
+                Err(ProposeError::ForwardToLeader { leader_addr, .. }) => {
+                    Err(ApiError::unavailable(format!(
+                        "leadership moved to {leader_addr} during the write; retry"
+                    )))
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
         match self.store.propose(cmd.clone()).await {
             Ok(applied) => Ok(applied),
             Err(ProposeError::ForwardToLeader { leader_addr, .. }) => {

@@ -121,12 +121,18 @@ impl Control for ControlService {
 pub struct DispatcherService {
     manager: Arc<Manager>,
     statuses: crate::dispatch::StatusBatcher,
+    hub: crate::dispatch::DispatchHub,
 }
 
 impl DispatcherService {
     pub fn server(manager: Arc<Manager>) -> DispatcherServer<DispatcherService> {
         let statuses = crate::dispatch::StatusBatcher::spawn(manager.clone());
-        DispatcherServer::new(DispatcherService { manager, statuses })
+        let hub = crate::dispatch::DispatchHub::spawn(&manager);
+        DispatcherServer::new(DispatcherService {
+            manager,
+            statuses,
+            hub,
+        })
     }
 }
 
@@ -164,7 +170,7 @@ impl Dispatcher for DispatcherService {
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
         let node_id = self.node_identity(&req)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        crate::dispatch::spawn_assignment_stream(self.manager.clone(), node_id, tx);
+        crate::dispatch::spawn_assignment_stream(self.manager.clone(), &self.hub, node_id, tx);
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
@@ -178,7 +184,9 @@ impl Dispatcher for DispatcherService {
         req: Request<WireGuardPeersRequest>,
     ) -> Result<Response<Self::WireGuardPeersStream>, Status> {
         self.node_identity(&req)?;
-        Ok(Response::new(crate::wg_keys::peer_stream(self.manager.clone())))
+        Ok(Response::new(crate::wg_keys::peer_stream(
+            self.manager.clone(),
+        )))
     }
 
     async fn update_task_status(

@@ -24,6 +24,8 @@ const MAX_TICK: Duration = Duration::from_secs(5);
 /// Passes in a row without waiting when a pass wrote something (work often comes in stages:
 /// create, then schedule).
 const MAX_FOLLOW_UPS: usize = 8;
+/// The reaper runs at most this often.
+const REAP_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Orchestration;
 
@@ -36,6 +38,10 @@ impl Orchestration {
             let mut was_leader = false;
             // Timer wake-ups back off on big clusters so idle passes stay a small share of CPU.
             let mut tick = TICK;
+            // Event-driven passes keep a gap as long as the last pass took, so on a big cluster
+            // a stream of status reports cannot keep a core busy with passes that find nothing.
+            let mut last_pass = (tokio::time::Instant::now(), Duration::ZERO);
+            let mut last_reap = tokio::time::Instant::now() - REAP_EVERY;
             loop {
                 tokio::select! {
                     _ = stop.changed() => {}
@@ -49,6 +55,8 @@ impl Orchestration {
                 if *stop.borrow() {
                     break;
                 }
+                let (ended, took) = last_pass;
+                tokio::time::sleep_until(ended + took).await;
                 let leader = manager.is_leader();
                 if leader && !was_leader {
                     // Everything the reconcilers need is in the store, so the first pass
@@ -63,16 +71,21 @@ impl Orchestration {
                 }
                 for _ in 0..MAX_FOLLOW_UPS {
                     let view = manager.view();
-                    let started = std::time::Instant::now();
+                    let started = tokio::time::Instant::now();
+                    let reap = started >= last_reap + REAP_EVERY;
+                    if reap {
+                        last_reap = started;
+                    }
                     // A pass over a large store is CPU work: keep it off the async workers.
                     let Ok(changes) = tokio::task::spawn_blocking(move || {
-                        crate::orchestrator::pass(&view, Utc::now())
+                        crate::orchestrator::pass_with(&view, Utc::now(), reap)
                     })
                     .await
                     else {
                         tracing::warn!("orchestration: a reconcile pass panicked");
                         break;
                     };
+                    last_pass = (tokio::time::Instant::now(), started.elapsed());
                     tick = TICK.max(started.elapsed() * 4).min(MAX_TICK);
                     if changes.is_empty() {
                         break;

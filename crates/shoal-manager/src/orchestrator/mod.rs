@@ -27,6 +27,12 @@ use shoal_types::{Meta, Node, NodeAvailability, NodeState, Service, Task, TaskSt
 
 /// One full pass: orchestrators, scheduler, reaper. Returns the changes to propose.
 pub fn pass(src: &dyn ObjectSource, now: DateTime<Utc>) -> Vec<Change> {
+    pass_with(src, now, true)
+}
+
+/// A pass, with or without the reaper (history trimming need not run on every pass: on a big
+/// cluster it is a scan of every task for nothing most of the time).
+pub fn pass_with(src: &dyn ObjectSource, now: DateTime<Utc>, reap_history: bool) -> Vec<Change> {
     let st = ClusterState::build(src);
     let mut plan = Plan::new();
     orchestrate(&st, now, &mut plan);
@@ -41,7 +47,9 @@ pub fn pass(src: &dyn ObjectSource, now: DateTime<Utc>) -> Vec<Change> {
         crate::scheduler::schedule(&visible, now, &mut plan);
         plan.restore_created(parked);
     }
-    reaper::reap(&st, &mut plan);
+    if reap_history {
+        reaper::reap(&st, &mut plan);
+    }
     plan.into_changes()
 }
 

@@ -4,12 +4,17 @@
 //! Secrets and configs travel only to nodes running a task that uses them, and a node stops
 //! receiving them (and is told to drop them) once no such task remains.
 
+mod hub;
+mod status;
+
+pub use hub::DispatchHub;
+pub use status::StatusBatcher;
+
 use crate::manager::Manager;
 use crate::orchestrator::ObjectSource;
-use shoal_proto::dispatcher::{AssignmentsMessage, TaskStatusUpdate};
-use shoal_store::Change;
+use shoal_proto::dispatcher::AssignmentsMessage;
 use shoal_types::task::NetworkAttachment;
-use shoal_types::{ApiError, Config, Object, ObjectKind, Secret, Task, TaskState, TaskStatus};
+use shoal_types::{Config, Object, ObjectKind, Secret, Task, TaskState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +56,7 @@ pub fn node_set(view: &dyn ObjectSource, node_id: &str) -> NodeSet {
 
 /// What changed in the store during one batch, as far as assignment streams care.
 #[derive(Default)]
-struct Touched {
+pub(crate) struct Touched {
     /// Events were lost (the watch lagged): only a full recomputation is safe.
     lagged: bool,
     /// Tasks written in the batch, with the node they are on.
@@ -62,7 +67,7 @@ struct Touched {
 }
 
 impl Touched {
-    fn record(&mut self, ev: &shoal_store::Event) {
+    pub(crate) fn record(&mut self, ev: &shoal_store::Event) {
         match &ev.object {
             Object::Task(t) => {
                 self.tasks.insert(t.id.clone(), t.node_id.clone());
@@ -79,24 +84,36 @@ impl Touched {
     }
 }
 
-/// The node's set after a batch of changes, recomputed only as far as the batch touched it:
-/// with many nodes and tasks, rescanning every task for every node on every batch is what
-/// made dispatch quadratic. `None` when nothing of this node changed.
-fn updated_node_set(
+/// Brings `sent` up to date with a batch of changes, as far as the batch touched this node,
+/// and returns the messages that tell the agent: with many nodes and tasks, rescanning (or
+/// copying) a node's whole set on every batch is what made dispatch slow. Empty when nothing of
+/// this node changed.
+fn apply_touched(
     view: &dyn ObjectSource,
     node_id: &str,
-    sent: &NodeSet,
+    sent: &mut NodeSet,
     touched: &Touched,
-) -> Option<NodeSet> {
-    if touched.lagged {
-        return Some(node_set(view, node_id));
+) -> Vec<AssignmentsMessage> {
+    let mut changed = Vec::new();
+    let mut removed = Vec::new();
+    for (id, node) in &touched.tasks {
+        if node != node_id && !sent.tasks.contains_key(id) {
+            continue;
+        }
+        match view.object(ObjectKind::Task, id) {
+            Some(Object::Task(t)) if t.node_id == node_id && is_live(t) => {
+                if sent.tasks.get(id) != Some(t) {
+                    sent.tasks.insert(id.clone(), t.clone());
+                    changed.push(id.clone());
+                }
+            }
+            _ => {
+                if sent.tasks.remove(id).is_some() {
+                    removed.push(id.clone());
+                }
+            }
+        }
     }
-    let mine: Vec<&String> = touched
-        .tasks
-        .iter()
-        .filter(|(id, node)| *node == node_id || sent.tasks.contains_key(*id))
-        .map(|(id, _)| id)
-        .collect();
     let deps_changed = touched
         .secrets
         .iter()
@@ -105,24 +122,46 @@ fn updated_node_set(
             .configs
             .iter()
             .any(|id| sent.configs.contains_key(id));
-    if mine.is_empty() && !deps_changed && !touched.networks {
-        return None;
+    if changed.is_empty() && removed.is_empty() && !deps_changed && !touched.networks {
+        return Vec::new();
     }
-    let mut set = sent.clone();
-    for id in mine {
-        match view.object(ObjectKind::Task, id) {
-            Some(Object::Task(t)) if t.node_id == node_id && is_live(t) => {
-                set.tasks.insert(id.clone(), t.clone());
-            }
-            _ => {
-                set.tasks.remove(id);
-            }
+    let old = Dependencies::take(sent);
+    fill_dependencies(view, node_id, sent);
+    let changed: Vec<&Task> = changed.iter().filter_map(|id| sent.tasks.get(id)).collect();
+    build_diff(changed, removed, &old, sent)
+}
+
+/// A node set's secrets, configs and attachments, as last sent.
+#[derive(Default)]
+struct Dependencies {
+    secrets: BTreeMap<String, Secret>,
+    configs: BTreeMap<String, Config>,
+    node_attachments: Vec<NetworkAttachment>,
+}
+
+impl Dependencies {
+    fn take(set: &mut NodeSet) -> Dependencies {
+        Dependencies {
+            secrets: std::mem::take(&mut set.secrets),
+            configs: std::mem::take(&mut set.configs),
+            node_attachments: std::mem::take(&mut set.node_attachments),
         }
     }
-    set.secrets.clear();
-    set.configs.clear();
+}
+
+/// The complete set of a node from the IDs of the tasks that may be on it.
+fn node_set_of(view: &dyn ObjectSource, node_id: &str, ids: Vec<String>) -> NodeSet {
+    let mut set = NodeSet::default();
+    for id in ids {
+        if let Some(Object::Task(t)) = view.object(ObjectKind::Task, &id)
+            && t.node_id == node_id
+            && is_live(t)
+        {
+            set.tasks.insert(id, t.clone());
+        }
+    }
     fill_dependencies(view, node_id, &mut set);
-    Some(set)
+    set
 }
 
 /// Fills the secrets and configs the set's running tasks use, and the node's attachments.
@@ -191,6 +230,22 @@ pub fn diff_messages(old: &NodeSet, new: &NodeSet) -> Vec<AssignmentsMessage> {
         .filter(|id| !new.tasks.contains_key(*id))
         .cloned()
         .collect();
+    let deps = Dependencies {
+        secrets: old.secrets.clone(),
+        configs: old.configs.clone(),
+        node_attachments: old.node_attachments.clone(),
+    };
+    build_diff(changed, removed, &deps, new)
+}
+
+/// Messages for changed and removed tasks plus whatever differs between the dependencies last
+/// sent and the new set's.
+fn build_diff(
+    changed: Vec<&Task>,
+    removed: Vec<String>,
+    old: &Dependencies,
+    new: &NodeSet,
+) -> Vec<AssignmentsMessage> {
     let secrets: Vec<Vec<u8>> = new
         .secrets
         .values()
@@ -261,36 +316,26 @@ pub fn diff_messages(old: &NodeSet, new: &NodeSet) -> Vec<AssignmentsMessage> {
 /// leading (the agent then reconnects to the new leader and gets a complete set).
 pub fn spawn_assignment_stream(
     manager: Arc<Manager>,
+    hub: &DispatchHub,
     node_id: String,
     tx: mpsc::Sender<Result<AssignmentsMessage, tonic::Status>>,
 ) {
+    let inbox = hub.register(&node_id);
+    let hub = hub.clone();
     tokio::spawn(async move {
-        let mut events = manager.store.watch();
-        let mut sent = node_set(&manager.view(), &node_id);
+        let mut sent = node_set_of(&manager.view(), &node_id, hub.tasks_on(&node_id));
         for m in complete_messages(&sent) {
             if tx.send(Ok(m)).await.is_err() {
                 return;
             }
         }
-        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         loop {
-            let mut touched = Touched::default();
             tokio::select! {
-                r = events.recv() => match r {
-                    Ok(ev) => touched.record(&ev),
-                    Err(RecvError::Lagged(_)) => touched.lagged = true,
-                    Err(RecvError::Closed) => return,
-                },
+                _ = inbox.changed() => {}
                 _ = tx.closed() => return,
             }
             tokio::time::sleep(BATCH_WAIT).await;
-            loop {
-                match events.try_recv() {
-                    Ok(ev) => touched.record(&ev),
-                    Err(TryRecvError::Lagged(_)) => touched.lagged = true,
-                    Err(_) => break,
-                }
-            }
+            let touched = inbox.take();
             if !manager.is_leader() {
                 let _ = tx
                     .send(Err(tonic::Status::unavailable(
@@ -299,146 +344,23 @@ pub fn spawn_assignment_stream(
                     .await;
                 return;
             }
-            let Some(now) = updated_node_set(&manager.view(), &node_id, &sent, &touched) else {
-                continue;
+            let view = manager.view();
+            let messages = if touched.lagged {
+                let now = node_set_of(&view, &node_id, hub.tasks_on(&node_id));
+                let messages = diff_messages(&sent, &now);
+                sent = now;
+                messages
+            } else {
+                apply_touched(&view, &node_id, &mut sent, &touched)
             };
-            for m in diff_messages(&sent, &now) {
+            drop(view);
+            for m in messages {
                 if tx.send(Ok(m)).await.is_err() {
                     return;
                 }
             }
-            sent = now;
         }
     });
-}
-
-/// Status reports are gathered this long and written in one proposal.
-const STATUS_BATCH_WAIT: Duration = Duration::from_millis(20);
-/// At most this many reports go in one proposal.
-const STATUS_BATCH_MAX: usize = 4096;
-
-struct StatusJob {
-    node_id: String,
-    updates: Vec<(String, TaskStatus)>,
-    reply: tokio::sync::oneshot::Sender<Result<(), ApiError>>,
-}
-
-/// Agents' status reports, gathered over a short window and written in one proposal: with
-/// many agents, one Raft round trip per report was the dispatcher's bottleneck.
-#[derive(Clone)]
-pub struct StatusBatcher {
-    manager: Arc<Manager>,
-    tx: mpsc::Sender<StatusJob>,
-}
-
-impl StatusBatcher {
-    pub fn spawn(manager: Arc<Manager>) -> StatusBatcher {
-        let (tx, mut rx) = mpsc::channel::<StatusJob>(4096);
-        let m = manager.clone();
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                tokio::time::sleep(STATUS_BATCH_WAIT).await;
-                let mut jobs = vec![first];
-                let mut count = jobs[0].updates.len();
-                while count < STATUS_BATCH_MAX {
-                    let Ok(job) = rx.try_recv() else { break };
-                    count += job.updates.len();
-                    jobs.push(job);
-                }
-                let result = propose_statuses(&m, &jobs).await;
-                for job in jobs {
-                    let _ = job.reply.send(result.clone());
-                }
-            }
-        });
-        StatusBatcher { manager, tx }
-    }
-
-    /// Apply an agent's status reports: only for tasks on that node (others refused), and
-    /// only forward in state (task states never go back).
-    pub async fn submit(
-        &self,
-        node_id: &str,
-        updates: Vec<TaskStatusUpdate>,
-    ) -> Result<(), ApiError> {
-        let mut parsed = Vec::with_capacity(updates.len());
-        let view = self.manager.view();
-        for u in updates {
-            let status: TaskStatus = serde_json::from_slice(&u.status_json)
-                .map_err(|e| ApiError::invalid_argument(format!("bad task status: {e}")))?;
-            if let Some(Object::Task(t)) = view.get(ObjectKind::Task, &u.task_id)
-                && t.node_id != node_id
-            {
-                return Err(ApiError::permission_denied(format!(
-                    "task {} is not assigned to node {node_id}",
-                    u.task_id
-                )));
-            }
-            parsed.push((u.task_id, status));
-        }
-        if parsed.is_empty() {
-            return Ok(());
-        }
-        let (reply, done) = tokio::sync::oneshot::channel();
-        let job = StatusJob {
-            node_id: node_id.to_string(),
-            updates: parsed,
-            reply,
-        };
-        self.tx
-            .send(job)
-            .await
-            .map_err(|_| ApiError::unavailable("the dispatcher is shutting down"))?;
-        done.await
-            .map_err(|_| ApiError::unavailable("the dispatcher is shutting down"))?
-    }
-}
-
-/// One proposal for a batch of reports (the furthest state per task wins); retried on
-/// version races with the orchestrators.
-async fn propose_statuses(manager: &Manager, jobs: &[StatusJob]) -> Result<(), ApiError> {
-    let mut wanted: BTreeMap<&str, (&str, &TaskStatus)> = BTreeMap::new();
-    for job in jobs {
-        for (id, status) in &job.updates {
-            let keep = wanted
-                .get(id.as_str())
-                .is_none_or(|(_, cur)| status.state >= cur.state);
-            if keep {
-                wanted.insert(id, (&job.node_id, status));
-            }
-        }
-    }
-    let mut last_err = None;
-    for _ in 0..5 {
-        let view = manager.view();
-        let mut changes = Vec::new();
-        for (id, (node_id, status)) in &wanted {
-            let Some(Object::Task(t)) = view.get(ObjectKind::Task, id) else {
-                continue;
-            };
-            if t.node_id != *node_id
-                || status.state < t.status.state
-                || (status.state == t.status.state && *status == &t.status)
-            {
-                continue;
-            }
-            let mut updated = t.clone();
-            updated.status = (*status).clone();
-            changes.push(Change::Update {
-                object: Object::Task(updated),
-                expected_version: Some(t.meta.version.index),
-            });
-        }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        match manager.propose(changes).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind == shoal_types::ErrorKind::OutOfSequence => last_err = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| ApiError::internal("task status update kept conflicting")))
 }
 
 #[cfg(test)]
@@ -529,9 +451,20 @@ mod tests {
                     }
                 }
             }
-            match updated_node_set(&sim.mem, "n1", &sent, &touched) {
-                Some(now) => sent = now,
-                None => skipped += 1,
+            let before_set = sent.clone();
+            let messages = apply_touched(&sim.mem, "n1", &mut sent, &touched);
+            if messages.is_empty() {
+                skipped += 1;
+                assert!(sent == before_set, "step {step}: changed without telling");
+            } else {
+                assert_eq!(
+                    messages.iter().map(|m| m.tasks_json.len()).sum::<usize>(),
+                    diff_messages(&before_set, &sent)
+                        .iter()
+                        .map(|m| m.tasks_json.len())
+                        .sum::<usize>(),
+                    "step {step}: the messages carry what changed"
+                );
             }
             let full = node_set(&sim.mem, "n1");
             assert!(
