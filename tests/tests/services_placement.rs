@@ -496,6 +496,37 @@ fn start_first_update_keeps_serving() {
             .is_some_and(|e| e.iter().any(|v| v == "GEN=2"))),
         "{run:?}"
     );
+    // The daemon address given to the CLI (-H) must not leak into the spec as a host entry.
+    assert!(
+        run.iter()
+            .all(|t| t["Spec"]["ContainerSpec"]["Hosts"].is_null()),
+        "{run:?}"
+    );
+    // Start-first, slot by slot: the new task was running before the old one was shut down
+    // (the old ones finish draining a little after the update completes).
+    let all = wait_for("the old tasks shut down", Duration::from_secs(60), || {
+        let all = tasks(h1, "site");
+        let down = all.iter().filter(|t| state(t) == "shutdown").count();
+        Ok((down == 2).then_some(all))
+    })
+    .unwrap();
+    let at = |t: &Value| {
+        chrono::DateTime::parse_from_rfc3339(t["Status"]["Timestamp"].as_str().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("task timestamp: {e}: {t}"))
+    };
+    for new in &run {
+        let old = all
+            .iter()
+            .find(|t| t["Slot"] == new["Slot"] && state(t) == "shutdown")
+            .unwrap_or_else(|| panic!("no replaced task in slot {}: {all:?}", new["Slot"]));
+        assert!(
+            at(new) < at(old),
+            "slot {}: new task running at {} but the old one shut down at {}",
+            new["Slot"],
+            at(new),
+            at(old)
+        );
+    }
     eprintln!("{probes} probes during the start-first update, all answered: {answers:?}");
 }
 

@@ -7,7 +7,8 @@
 //!   heartbeat (5 s) and with `--dispatcher-heartbeat 1s`.
 //!
 //! Run: `deploy/bench/services.sh` (builds release binaries and runs this as root).
-//! `bench-services [--runs K] [--sizes 10,50,100] [--skip-three] [--skip-reschedule]`.
+//! `bench-services [--runs K] [--sizes 10,50,100] [--skip-create] [--skip-three]
+//! [--skip-reschedule]`.
 
 use anyhow::{Context, Result, anyhow, bail};
 use shoal_api::{Client, Filters};
@@ -22,6 +23,7 @@ const DOCKER_50_ONE_NODE: f64 = 16.9;
 struct Args {
     runs: usize,
     sizes: Vec<usize>,
+    create: bool,
     three: bool,
     reschedule: bool,
 }
@@ -30,6 +32,7 @@ fn parse_args() -> Result<Args> {
     let mut args = Args {
         runs: 3,
         sizes: vec![10, 50, 100],
+        create: true,
         three: true,
         reschedule: true,
     };
@@ -45,10 +48,11 @@ fn parse_args() -> Result<Args> {
                     .map(|s| s.trim().parse::<usize>())
                     .collect::<Result<_, _>>()?
             }
+            "--skip-create" => args.create = false,
             "--skip-three" => args.three = false,
             "--skip-reschedule" => args.reschedule = false,
             other => bail!(
-                "unknown argument {other:?} (use --runs K --sizes 10,50,100 --skip-three --skip-reschedule)"
+                "unknown argument {other:?} (use --runs K --sizes 10,50,100 --skip-create --skip-three --skip-reschedule)"
             ),
         }
     }
@@ -268,14 +272,17 @@ fn reschedule_once(lab: &mut Lab, n: usize, name: &str) -> Result<(f64, f64)> {
     lab.host_mut(3).kill9();
     lab.host(3).set_link(false)?;
     let mut down_after = None;
+    let mut slowest_poll = Duration::ZERO;
     let all_after = rt.block_on(async {
         loop {
+            let poll = Instant::now();
             if down_after.is_none()
                 && node_state(lab.host(1), &victim).unwrap_or_default() == "down"
             {
                 down_after = Some(secs(killed.elapsed()));
             }
             let ts = tasks(&c, name).await?;
+            slowest_poll = slowest_poll.max(poll.elapsed());
             if live_running(&ts, Some(&victim)) == n {
                 return Ok::<f64, anyhow::Error>(secs(killed.elapsed()));
             }
@@ -286,9 +293,10 @@ fn reschedule_once(lab: &mut Lab, n: usize, name: &str) -> Result<(f64, f64)> {
         }
     })?;
     println!(
-        "  {on_victim} of {n} tasks were on {}; node down after {:.2} s",
+        "  {on_victim} of {n} tasks were on {}; node down after {:.2} s (slowest API poll {:.2} s)",
         lab.host(3).name,
-        down_after.unwrap_or(f64::NAN)
+        down_after.unwrap_or(f64::NAN),
+        secs(slowest_poll)
     );
     // Bring the node back: its agent removes the containers of the tasks it lost.
     lab.host(3).set_link(true)?;
@@ -306,11 +314,13 @@ fn main() -> Result<()> {
         DOCKER_50_ONE_NODE / 5.0
     );
     let mut seq = 0;
-    let one = {
+    let one = if args.create {
         let lab = Lab::swarm_with_images(1, "busybox.tar")?;
         create_figures(&lab, "1 node", &args, &mut seq)?
+    } else {
+        Vec::new()
     };
-    let three = if args.three {
+    let three = if args.create && args.three {
         let lab = Lab::swarm_with_images(3, "busybox.tar")?;
         create_figures(&lab, "3 nodes", &args, &mut seq)?
     } else {

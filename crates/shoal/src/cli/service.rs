@@ -86,8 +86,10 @@ pub struct CreateArgs {
     /// Attach a filesystem mount to the service
     #[arg(long = "mount")]
     pub mount: Vec<String>,
+    // Docker's `service create` calls it `--host`, which here is the global daemon address
+    // flag (-H/--host): sharing the name mixed the two values, so it is `--add-host`.
     /// Add a custom host-to-IP mapping ("host:ip")
-    #[arg(long = "host")]
+    #[arg(long = "add-host", id = "add_host", value_name = "HOST:IP")]
     pub host: Vec<String>,
     /// Set custom DNS servers
     #[arg(long = "dns")]
