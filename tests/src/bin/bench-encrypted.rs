@@ -1,0 +1,291 @@
+//! Encrypted overlay figures on a 2-node lab (root; `deploy/bench/encrypted.sh` builds a release
+//! `shoal` and runs this): TCP throughput and round-trip latency between two task containers on
+//! different nodes over an `--opt encrypted` overlay (VXLAN inside userspace WireGuard) against
+//! the same two containers over a plain overlay.
+//!
+//! Both paths use the same tool (this program's threads entered into the containers' network
+//! namespaces) and the same byte counts. The lab shares its CPUs with whatever else runs, so
+//! each figure is the median of rounds that alternate plain and encrypted (the order flips every
+//! round), and the ratio is the median of the per-round ratios. Every run is printed.
+//! `SHOAL_BENCH_ROUNDS` sets the number of rounds (default 5). All traffic stays in the lab.
+
+use anyhow::{Context, Result, anyhow, bail};
+use shoal_e2e::{Lab, wait_for};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Bytes per throughput run, written in `CHUNK` pieces.
+const BULK_BYTES: usize = 256 << 20;
+const CHUNK: usize = 128 << 10;
+const RTT_ROUNDS: usize = 2000;
+const PORT: u16 = 7000;
+
+/// Run `f` on a fresh thread inside the network namespace at `path`.
+fn in_path<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let file = std::fs::File::open(path).with_context(|| path.to_string())?;
+    std::thread::spawn(move || -> Result<T> {
+        // SAFETY: setns on this thread only; the thread ends after `f`.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow!("thread in {path} panicked"))?
+}
+
+/// Per connection: sink everything (`B`) or echo byte for byte (`E`). Runs until the process
+/// ends (the listener lives in the server container's namespace).
+fn serve(l: TcpListener) {
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let mut mode = [0u8; 1];
+                if s.read_exact(&mut mode).is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; CHUNK];
+                match mode[0] {
+                    b'B' => {
+                        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                        let _ = s.write_all(b"k");
+                    }
+                    _ => {
+                        let mut one = [0u8; 1];
+                        while s.read_exact(&mut one).is_ok() {
+                            if s.write_all(&one).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Gbit/s of one bulk transfer, counted until the receiver has read everything.
+fn bulk(path: &str, to: SocketAddr) -> Result<f64> {
+    in_path(path, move || -> Result<f64> {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        s.write_all(b"B")?;
+        let chunk = vec![0x5au8; CHUNK];
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < BULK_BYTES {
+            s.write_all(&chunk)?;
+            sent += chunk.len();
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        let mut ack = [0u8; 1];
+        s.read_exact(&mut ack)?;
+        Ok(sent as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9)
+    })?
+}
+
+/// Median one-byte round trip.
+fn rtt(path: &str, to: SocketAddr) -> Result<Duration> {
+    in_path(path, move || -> Result<Duration> {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        s.set_nodelay(true)?;
+        s.write_all(b"E")?;
+        let mut out = Vec::with_capacity(RTT_ROUNDS);
+        let mut one = [0u8; 1];
+        for _ in 0..RTT_ROUNDS {
+            let t = Instant::now();
+            s.write_all(b"x")?;
+            s.read_exact(&mut one)?;
+            out.push(t.elapsed());
+        }
+        out.sort();
+        Ok(out[out.len() / 2])
+    })?
+}
+
+fn reachable(path: &str, to: SocketAddr) -> bool {
+    in_path(path, move || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(1))
+            .and_then(|mut s| s.write_all(b"E"))
+            .is_ok()
+    })
+    .unwrap_or(false)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+struct Task {
+    netns: String,
+    /// Address per network ID.
+    ips: Vec<(String, String)>,
+}
+
+impl Task {
+    fn ip_on(&self, net: &str) -> Result<String> {
+        self.ips
+            .iter()
+            .find(|(n, _)| n == net)
+            .map(|(_, ip)| ip.clone())
+            .ok_or_else(|| anyhow!("no address on network {net}"))
+    }
+}
+
+fn one_task(lab: &Lab, service: &str) -> Result<Task> {
+    let t = wait_for(
+        &format!("{service} running"),
+        Duration::from_secs(90),
+        || {
+            let v = lab.host(1).api_get(&format!(
+                "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
+            ))?;
+            Ok(v.as_array().and_then(|a| {
+                a.iter()
+                    .find(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+                    .cloned()
+            }))
+        },
+    )?;
+    let container = t["Status"]["ContainerStatus"]["ContainerID"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let ips = t["NetworksAttachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let net = a["Network"]["ID"].as_str()?.to_string();
+            let ip = a["Addresses"][0].as_str()?.split('/').next()?.to_string();
+            Some((net, ip))
+        })
+        .collect();
+    for h in &lab.hosts {
+        if let Ok(info) = h.api_get(&format!("/v1.47/containers/{container}/json"))
+            && let Some(pid) = info["State"]["Pid"].as_i64().filter(|p| *p > 0)
+        {
+            return Ok(Task {
+                netns: format!("/proc/{pid}/ns/net"),
+                ips,
+            });
+        }
+    }
+    bail!("container {container} of {service} is not running")
+}
+
+/// The lab kills its daemons with SIGKILL, which leaves their WireGuard UAPI socket files.
+struct UapiSockets(Vec<String>);
+
+impl Drop for UapiSockets {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            let _ = std::fs::remove_file(s);
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let rounds: usize = std::env::var("SHOAL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(5);
+    let lab = Lab::swarm_with_images(2, "busybox.tar")?;
+    let _sockets = UapiSockets(
+        lab.hosts
+            .iter()
+            .map(|h| {
+                let p = shoal_e2e::netplane_prefix(&h.data_root());
+                format!(
+                    "/var/run/wireguard/shw{}.sock",
+                    p.trim_start_matches("shn").trim_end_matches('-')
+                )
+            })
+            .collect(),
+    );
+    let h1 = lab.host(1);
+    let plain = h1
+        .docker(&["network", "create", "-d", "overlay", "plain"])?
+        .trim()
+        .to_string();
+    let sec = h1
+        .docker(&[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--opt",
+            "encrypted",
+            "sec",
+        ])?
+        .trim()
+        .to_string();
+    for (name, node) in [("srv", "node2"), ("cli", "node1")] {
+        h1.docker(&[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "plain",
+            "--network",
+            "sec",
+            "--constraint",
+            &format!("node.hostname=={node}"),
+            "shoal-test/busybox:latest",
+            "sleep",
+            "3600",
+        ])?;
+    }
+    let srv = one_task(&lab, "srv")?;
+    let cli = one_task(&lab, "cli")?;
+    let l = in_path(&srv.netns, || TcpListener::bind(("0.0.0.0", PORT)))??;
+    serve(l);
+    let to_plain: SocketAddr = format!("{}:{PORT}", srv.ip_on(&plain)?).parse()?;
+    let to_sec: SocketAddr = format!("{}:{PORT}", srv.ip_on(&sec)?).parse()?;
+    for (what, to) in [("plain", to_plain), ("encrypted", to_sec)] {
+        wait_for(
+            &format!("{what} overlay path up"),
+            Duration::from_secs(30),
+            || Ok(reachable(&cli.netns, to).then_some(())),
+        )?;
+    }
+    // Warm both paths (handshakes, ARP, TCP windows) before measuring.
+    bulk(&cli.netns, to_plain)?;
+    bulk(&cli.netns, to_sec)?;
+
+    let (mut g_plain, mut g_sec, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (p, s) = if r % 2 == 0 {
+            let p = bulk(&cli.netns, to_plain)?;
+            (p, bulk(&cli.netns, to_sec)?)
+        } else {
+            let s = bulk(&cli.netns, to_sec)?;
+            (bulk(&cli.netns, to_plain)?, s)
+        };
+        println!("round {r}: plain overlay {p:6.2} Gbit/s   encrypted overlay {s:6.2} Gbit/s");
+        g_plain.push(p);
+        g_sec.push(s);
+        ratios.push(s / p);
+    }
+    let r_plain = rtt(&cli.netns, to_plain)?;
+    let r_sec = rtt(&cli.netns, to_sec)?;
+    println!(
+        "TCP throughput (median of {rounds}, {} MiB each): encrypted overlay {:6.2} Gbit/s   plain overlay {:6.2} Gbit/s   ratio {:.2}",
+        BULK_BYTES >> 20,
+        median(g_sec),
+        median(g_plain),
+        median(ratios)
+    );
+    println!(
+        "TCP rtt p50: encrypted overlay {r_sec:>8.1?}   plain overlay {r_plain:>8.1?}   ratio {:.2}",
+        r_sec.as_secs_f64() / r_plain.as_secs_f64()
+    );
+    Ok(())
+}
