@@ -21,7 +21,10 @@ pub enum Verdict {
 pub struct LivenessTracker {
     period: Duration,
     leader_since: Instant,
-    last_seen: HashMap<String, Instant>,
+    /// Last heartbeat of each node and the period it was told then: after the period is
+    /// shortened, a node keeps its old pace until its next heartbeat and must not count as
+    /// Down meanwhile.
+    last_seen: HashMap<String, (Instant, Duration)>,
 }
 
 impl LivenessTracker {
@@ -42,7 +45,8 @@ impl LivenessTracker {
     }
 
     pub fn heartbeat(&mut self, node_id: &str, now: Instant) {
-        self.last_seen.insert(node_id.to_string(), now);
+        self.last_seen
+            .insert(node_id.to_string(), (now, self.period));
     }
 
     pub fn forget(&mut self, node_id: &str) {
@@ -50,9 +54,12 @@ impl LivenessTracker {
     }
 
     pub fn verdict(&self, node_id: &str, now: Instant) -> Verdict {
-        let down_after = self.period * DOWN_AFTER_PERIODS;
         match self.last_seen.get(node_id) {
-            Some(seen) if now.duration_since(*seen) <= down_after => Verdict::Ready,
+            Some((seen, told))
+                if now.duration_since(*seen) <= self.period.max(*told) * DOWN_AFTER_PERIODS =>
+            {
+                Verdict::Ready
+            }
             Some(_) => Verdict::Down,
             None if now.duration_since(self.leader_since) > self.period * LEADER_GRACE_PERIODS => {
                 Verdict::Down
@@ -73,6 +80,20 @@ mod tests {
         t.heartbeat("n", t0);
         assert_eq!(t.verdict("n", t0 + Duration::from_secs(14)), Verdict::Ready);
         assert_eq!(t.verdict("n", t0 + Duration::from_secs(16)), Verdict::Down);
+    }
+
+    #[test]
+    fn a_shorter_period_waits_for_the_pace_the_node_was_told() {
+        let t0 = Instant::now();
+        let mut t = LivenessTracker::new(Duration::from_secs(5), t0);
+        t.heartbeat("n", t0);
+        t.set_period(Duration::from_secs(1));
+        // Told 5 s at its last heartbeat: still Ready 4 s later, Down after 3 x 5 s.
+        assert_eq!(t.verdict("n", t0 + Duration::from_secs(4)), Verdict::Ready);
+        assert_eq!(t.verdict("n", t0 + Duration::from_secs(16)), Verdict::Down);
+        // Once told 1 s, 3 s of silence is enough.
+        t.heartbeat("n", t0 + Duration::from_secs(5));
+        assert_eq!(t.verdict("n", t0 + Duration::from_secs(9)), Verdict::Down);
     }
 
     #[test]
