@@ -122,6 +122,11 @@ pub struct DesiredState {
     /// Masquerade connections from 127.0.0.0/8 that were DNATed to a container (so
     /// `curl localhost:<published>` works; needs `route_localnet` on the bridge).
     pub masquerade_loopback: bool,
+    /// UDP destination ports kept out of connection tracking (the overlay's VXLAN port): the
+    /// kernel picks the outer source port from a hash of the inner flow, so every inner
+    /// connection would cost a new conntrack entry and a NAT-chain pass per direction on both
+    /// nodes, for packets nothing here NATs or filters.
+    pub notrack_udp: Vec<u16>,
 }
 
 /// Build a per-daemon table name `<prefix>-<suffix>`, checked for nft's rules.
@@ -269,6 +274,9 @@ pub fn validate(st: &DesiredState) -> Result<()> {
             )));
         }
     }
+    if st.notrack_udp.contains(&0) {
+        return Err(NetError::Invalid("untracked udp port 0".into()));
+    }
     let mut vips = HashSet::new();
     let mut all = HashSet::new();
     for v in &st.vips_all {
@@ -360,6 +368,21 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
         }
     }
 
+    if !st.notrack_udp.is_empty() {
+        // Raw priority (-300): before conntrack sees the packet.
+        for (name, hook) in [
+            ("raw-prerouting", NfHook::Prerouting),
+            ("raw-output", NfHook::Output),
+        ] {
+            b.add(NfListObject::Chain(chain(
+                name,
+                Some(NfChainType::Filter),
+                Some(hook),
+                -300,
+            )));
+        }
+    }
+
     let mut rule = |chain: &str, expr: Vec<Statement<'static>>, comment: Option<String>| {
         b.add(NfListObject::Rule(Rule {
             family: fam,
@@ -378,6 +401,15 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
     };
     rule("prerouting", vec![jump()], None);
     rule("output", vec![jump()], None);
+    for port in &st.notrack_udp {
+        for ch in ["raw-prerouting", "raw-output"] {
+            rule(
+                ch,
+                vec![dport(Proto::Udp, *port), Statement::Notrack],
+                Some(format!("untracked udp {port}")),
+            );
+        }
+    }
 
     for v in &st.vips {
         let matchv = vec![
@@ -531,9 +563,30 @@ fn in_ns<T: Send>(netns: Option<&Path>, f: impl FnOnce() -> Result<T> + Send) ->
 
 /// Apply a ruleset (one atomic `nft -j` transaction) in `netns` (None: the caller's).
 pub fn apply(netns: Option<&Path>, rs: &Nftables<'_>) -> Result<()> {
-    in_ns(netns, || {
-        nftables::helper::apply_ruleset(rs).map_err(nft_err)
+    let payload = nft_json(rs)?;
+    in_ns(netns, move || {
+        nftables::helper::apply_ruleset_raw(&payload, None::<&str>, std::iter::empty::<&str>())
+            .map(|_| ())
+            .map_err(nft_err)
     })
+}
+
+/// The `nft -j` input for `rs`. The nftables crate writes the `notrack` statement as a bare
+/// string, which nft refuses; nft wants `{"notrack": null}`.
+fn nft_json(rs: &Nftables<'_>) -> Result<String> {
+    let mut v = serde_json::to_value(rs).map_err(|e| NetError::Nft(e.to_string()))?;
+    let cmds = v.get_mut("nftables").and_then(|c| c.as_array_mut());
+    for cmd in cmds.into_iter().flatten() {
+        let expr = cmd
+            .pointer_mut("/add/rule/expr")
+            .and_then(|e| e.as_array_mut());
+        for st in expr.into_iter().flatten() {
+            if st.as_str() == Some("notrack") {
+                *st = serde_json::json!({ "notrack": null });
+            }
+        }
+    }
+    Ok(v.to_string())
 }
 
 /// Remove table `table` from `netns`; fine if it does not exist.
@@ -608,6 +661,27 @@ mod tests {
         assert!(cmds[2]["add"]["table"]["name"] == "shoal-n1");
         // Nothing to reject: no filter chain runs for every packet.
         assert!(!serde_json::to_string(&rs).unwrap().contains("filter-"));
+    }
+
+    #[test]
+    fn vxlan_port_untracked_before_conntrack() {
+        let st = DesiredState {
+            notrack_udp: vec![4789],
+            ..Default::default()
+        };
+        let j = nft_json(&build_ruleset("shoal-n1", &st).unwrap()).unwrap();
+        assert!(j.contains(r#""name":"raw-prerouting""#), "{j}");
+        assert!(j.contains(r#""name":"raw-output""#), "{j}");
+        assert!(j.contains(r#""prio":-300"#), "{j}");
+        assert!(j.contains(r#""notrack":null"#), "{j}");
+        assert!(j.contains(r#""right":4789"#), "{j}");
+        let none = json(&DesiredState::default());
+        assert!(!none.contains("raw-"), "{none}");
+        let zero = DesiredState {
+            notrack_udp: vec![0],
+            ..Default::default()
+        };
+        assert!(build_ruleset("shoal-n1", &zero).is_err());
     }
 
     #[test]
