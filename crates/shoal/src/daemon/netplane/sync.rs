@@ -207,6 +207,12 @@ impl NetPlane {
                 bridge: Some(self.gw_bridge()),
             });
         }
+        // VXLAN between nodes would pass conntrack in this namespace: a new entry (and a NAT
+        // chain pass) per inner connection and direction, as the outer source port hashes the
+        // inner flow, for packets nothing here NATs or filters.
+        if !st.overlays.is_empty() {
+            want.notrack_udp.push(shoal_net::VXLAN_PORT);
+        }
         if !want.host_ports.is_empty()
             && let Ok(net) = super::HOST_LINK_NET.parse()
         {
