@@ -256,12 +256,21 @@ fn main() -> Result<()> {
     let mut all_assigned = None;
     let mut peak_rss = before;
     let limit = Duration::from_secs(300);
+    let mut next_progress = Duration::from_secs(1);
     loop {
         if all_assigned.is_none() && delivered(&assigned) as u64 >= tasks {
             all_assigned = Some(start.elapsed());
         }
         peak_rss = peak_rss.max(rss_kib(pid)?);
         let up = running_tasks(&lab, "bench")?;
+        if start.elapsed() >= next_progress {
+            println!(
+                "  {:5.1} s: {} assigned to agents, {up} reported running",
+                start.elapsed().as_secs_f64(),
+                delivered(&assigned)
+            );
+            next_progress += Duration::from_secs(1);
+        }
         if up >= tasks {
             break;
         }
