@@ -386,7 +386,9 @@ pub fn attach(rt: &Runtime, id: &str, opts: shoal_api::AttachOptions) -> Result<
                 if tokio::time::Instant::now() >= deadline {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Short: a `--rm` container that starts, exits and is removed between two
+                // looks loses its output (the real fix: removal waits for attached streams).
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
         match logs(&rt, &id, log_opts) {
