@@ -49,15 +49,13 @@ pub fn attachment_task(
             "node {node_id} is not a member of this swarm"
         )));
     }
-    if !req.container_name.is_empty() && !valid_name(&req.container_name) {
-        return Err(Status::invalid_argument(format!(
-            "invalid container name {:?}",
-            req.container_name
-        )));
+    if !req.container_name.is_empty() {
+        shoal_types::container::validate_container_name(&req.container_name)
+            .map_err(|e| Status::invalid_argument(e.message))?;
     }
     let mut aliases: Vec<String> = Vec::new();
     for a in &req.aliases {
-        if !valid_name(a) {
+        if !valid_alias(a) {
             return Err(Status::invalid_argument(format!(
                 "invalid network alias {a:?}"
             )));
@@ -98,8 +96,9 @@ pub fn attachment_task(
     })
 }
 
-/// Docker's container (and alias) names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-fn valid_name(s: &str) -> bool {
+/// Network aliases as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (one character is
+/// enough, unlike a container name).
+fn valid_alias(s: &str) -> bool {
     s.len() <= 255
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars()

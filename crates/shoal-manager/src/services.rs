@@ -122,16 +122,19 @@ pub struct DispatcherService {
     manager: Arc<Manager>,
     statuses: crate::dispatch::StatusBatcher,
     hub: crate::dispatch::DispatchHub,
+    wg_peers: crate::wg_keys::PeerSets,
 }
 
 impl DispatcherService {
     pub fn server(manager: Arc<Manager>) -> DispatcherServer<DispatcherService> {
         let statuses = crate::dispatch::StatusBatcher::spawn(manager.clone());
         let hub = crate::dispatch::DispatchHub::spawn(&manager);
+        let wg_peers = crate::wg_keys::PeerSets::spawn(&manager);
         DispatcherServer::new(DispatcherService {
             manager,
             statuses,
             hub,
+            wg_peers,
         })
     }
 }
@@ -184,9 +187,7 @@ impl Dispatcher for DispatcherService {
         req: Request<WireGuardPeersRequest>,
     ) -> Result<Response<Self::WireGuardPeersStream>, Status> {
         self.node_identity(&req)?;
-        Ok(Response::new(crate::wg_keys::peer_stream(
-            self.manager.clone(),
-        )))
+        Ok(Response::new(self.wg_peers.stream(self.manager.clone())))
     }
 
     async fn update_task_status(

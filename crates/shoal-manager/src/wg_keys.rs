@@ -17,7 +17,7 @@ use shoal_types::{Object, ObjectKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -114,47 +114,80 @@ pub fn peer_set(view: &StoreView) -> WireGuardPeerSet {
     WireGuardPeerSet { peers }
 }
 
-/// The `WireGuardPeers` stream of one node: the set now, then each changed set, until the node
-/// goes away or this manager stops leading (the node then follows the new leader).
-pub fn peer_stream(manager: Arc<Manager>) -> ReceiverStream<Result<WireGuardPeerSet, Status>> {
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
+/// The managers' peer set, kept current by one reader of the store's events and shared by
+/// every node's `WireGuardPeers` stream: a stream per node reading the events itself cost each
+/// event once per connected node.
+#[derive(Clone)]
+pub struct PeerSets {
+    current: watch::Receiver<WireGuardPeerSet>,
+}
+
+impl PeerSets {
+    /// Starts following node changes; runs as long as the store does.
+    pub fn spawn(manager: &Manager) -> PeerSets {
         let (view, mut events) = manager.store.view_and_watch();
-        let mut last = peer_set(&view);
+        let (tx, current) = watch::channel(peer_set(&view));
         drop(view);
-        if tx.send(Ok(last.clone())).await.is_err() {
-            return;
-        }
-        let mut tick = tokio::time::interval(LEADER_CHECK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                ev = events.recv() => match ev {
+        let store = manager.store.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
                     Ok(e) if !matches!(e.object, Object::Node(_)) => continue,
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
-                },
-                _ = tick.tick() => {
-                    if !manager.is_leader() {
-                        let _ = tx
-                            .send(Err(Status::unavailable("this manager is not the leader")))
-                            .await;
-                        return;
-                    }
-                    continue;
                 }
-                _ = tx.closed() => return,
+                let set = peer_set(&store.read());
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != set;
+                    if changed {
+                        *cur = set;
+                    }
+                    changed
+                });
             }
-            let set = peer_set(&manager.view());
-            if set != last {
-                if tx.send(Ok(set.clone())).await.is_err() {
+        });
+        PeerSets { current }
+    }
+
+    /// The `WireGuardPeers` stream of one node: the set now, then each changed set, until the
+    /// node goes away or this manager stops leading (the node then follows the new leader).
+    pub fn stream(
+        &self,
+        manager: Arc<Manager>,
+    ) -> ReceiverStream<Result<WireGuardPeerSet, Status>> {
+        let (tx, rx) = mpsc::channel(4);
+        let mut current = self.current.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LEADER_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let set = current.borrow_and_update().clone();
+                if tx.send(Ok(set)).await.is_err() {
                     return;
                 }
-                last = set;
+                loop {
+                    tokio::select! {
+                        r = current.changed() => {
+                            if r.is_err() {
+                                return;
+                            }
+                            break;
+                        }
+                        _ = tick.tick() => {
+                            if !manager.is_leader() {
+                                let _ = tx
+                                    .send(Err(Status::unavailable("this manager is not the leader")))
+                                    .await;
+                                return;
+                            }
+                        }
+                        _ = tx.closed() => return,
+                    }
+                }
             }
-        }
-    });
-    ReceiverStream::new(rx)
+        });
+        ReceiverStream::new(rx)
+    }
 }
 
 #[cfg(test)]

@@ -406,7 +406,7 @@ impl Task {
     }
 
     /// A standalone container's attachment to an attachable network (no service, pinned to
-    /// the node that asked for it; see `TaskSpec::network_attachment_spec`).
+    /// the node that asked for it; see `Task::network_attachment_spec`).
     pub fn is_network_attachment(&self) -> bool {
         self.spec.runtime == crate::task_spec::RUNTIME_ATTACHMENT
     }

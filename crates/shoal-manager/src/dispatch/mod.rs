@@ -42,18 +42,6 @@ fn is_live(t: &Task) -> bool {
         && (t.status.state < TaskState::Complete || t.desired_state < TaskState::Remove)
 }
 
-pub fn node_set(view: &dyn ObjectSource, node_id: &str) -> NodeSet {
-    let mut set = NodeSet::default();
-    for o in view.objects(ObjectKind::Task) {
-        let Object::Task(t) = o else { continue };
-        if t.node_id == node_id && is_live(t) {
-            set.tasks.insert(t.id.clone(), t.clone());
-        }
-    }
-    fill_dependencies(view, node_id, &mut set);
-    set
-}
-
 /// What changed in the store during one batch, as far as assignment streams care.
 #[derive(Default)]
 pub(crate) struct Touched {
@@ -192,17 +180,22 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-/// The complete set, split into messages of at most `TASKS_PER_MESSAGE` tasks.
-pub fn complete_messages(set: &NodeSet) -> Vec<AssignmentsMessage> {
-    let tasks: Vec<&Task> = set.tasks.values().collect();
-    let mut out: Vec<AssignmentsMessage> = tasks
+/// Tasks split into messages of at most `TASKS_PER_MESSAGE` each.
+fn task_messages(tasks: &[&Task], complete: bool) -> Vec<AssignmentsMessage> {
+    tasks
         .chunks(TASKS_PER_MESSAGE)
         .map(|chunk| AssignmentsMessage {
-            complete: true,
+            complete,
             tasks_json: chunk.iter().map(|t| json(*t)).collect(),
             ..Default::default()
         })
-        .collect();
+        .collect()
+}
+
+/// The complete set, split into messages of at most `TASKS_PER_MESSAGE` tasks.
+pub fn complete_messages(set: &NodeSet) -> Vec<AssignmentsMessage> {
+    let tasks: Vec<&Task> = set.tasks.values().collect();
+    let mut out = task_messages(&tasks, true);
     if out.is_empty() {
         out.push(AssignmentsMessage {
             complete: true,
@@ -281,13 +274,7 @@ fn build_diff(
     {
         return Vec::new();
     }
-    let mut out: Vec<AssignmentsMessage> = changed
-        .chunks(TASKS_PER_MESSAGE)
-        .map(|chunk| AssignmentsMessage {
-            tasks_json: chunk.iter().map(|t| json(*t)).collect(),
-            ..Default::default()
-        })
-        .collect();
+    let mut out = task_messages(&changed, false);
     // Secrets and configs go before (or with) the tasks that need them; removals last.
     let mut first = AssignmentsMessage {
         secrets_json: secrets,
@@ -366,6 +353,15 @@ pub fn spawn_assignment_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node's complete set by a scan of every task (what the incremental path must match).
+    fn node_set(view: &dyn ObjectSource, node_id: &str) -> NodeSet {
+        let ids = view
+            .objects(ObjectKind::Task)
+            .map(|o| o.id().to_string())
+            .collect();
+        node_set_of(view, node_id, ids)
+    }
 
     fn attachment(addr: &str) -> NetworkAttachment {
         NetworkAttachment {

@@ -21,8 +21,7 @@ struct StatusJob {
     reply: tokio::sync::oneshot::Sender<Result<(), ApiError>>,
 }
 
-/// Agents' status reports, gathered over a short window and written in one proposal: with
-/// many agents, one Raft round trip per report was the dispatcher's bottleneck.
+/// Gathers the reports of every agent (see the module comment).
 #[derive(Clone)]
 pub struct StatusBatcher {
     manager: Arc<Manager>,
