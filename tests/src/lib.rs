@@ -16,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod services;
+pub mod wireguard;
+
 static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Prefix of the lab subnet; host `i` (1-based) gets `.i`, the switch keeps `.254`.
@@ -672,19 +675,46 @@ pub fn wait_for<T>(
 /// Run `f` on a thread inside network namespace `ns` (with its own current-thread runtime), so
 /// a test can speak gRPC to lab hosts as if it were on one of them.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let path = format!("/run/netns/{ns}");
-    let file = std::fs::File::open(&path).with_context(|| path.clone())?;
-    let handle = std::thread::spawn(move || -> Result<T> {
+    in_netns_path(&format!("/run/netns/{ns}"), f)
+}
+
+/// Run `f` on a thread inside the network namespace at `path` (a /run/netns entry or a
+/// container's `/proc/<pid>/ns/net`) and wait for it.
+pub fn in_netns_path<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    spawn_in_netns_path(path, f)?
+        .join()
+        .map_err(|_| anyhow!("thread in {path} panicked"))?
+}
+
+/// Start `f` on a new thread inside the network namespace at `path`; the handle gives
+/// `Err` if the thread could not enter it.
+pub fn spawn_in_netns_path<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<T>>> {
+    let file = std::fs::File::open(path).with_context(|| path.to_string())?;
+    Ok(std::thread::spawn(move || -> Result<T> {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
         // SAFETY: setns on this thread only; the thread ends after `f`.
         if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
             bail!("setns: {}", std::io::Error::last_os_error());
         }
         Ok(f())
-    });
-    handle
-        .join()
-        .map_err(|_| anyhow!("thread in {ns} panicked"))?
+    }))
+}
+
+/// Resident set size of process `pid` in KiB (`VmRSS` in /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))
 }
 
 /// The busybox-based test images (docker archives), built once per test process with

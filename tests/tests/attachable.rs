@@ -9,6 +9,7 @@
 
 use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
+use shoal_e2e::services::{running, task_container};
 use shoal_e2e::{Lab, netplane_namespaces, run, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -40,21 +41,9 @@ fn attachments(lab: &Lab) -> Result<Vec<(String, String, String)>> {
 
 /// Running task containers of a service: (container ID, lab host index).
 fn service_containers(lab: &Lab, service: &str) -> Vec<(String, usize)> {
-    let tasks = lab
-        .host(1)
-        .api_get(&format!(
-            "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-        ))
-        .unwrap_or_default();
     let mut out = Vec::new();
-    for t in tasks.as_array().into_iter().flatten() {
-        if t["Status"]["State"] != "running" || t["DesiredState"] != "running" {
-            continue;
-        }
-        let c = t["Status"]["ContainerStatus"]["ContainerID"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+    for t in running(lab.host(1), service) {
+        let c = task_container(&t).to_string();
         if let Some(i) = (1..=3).find(|i| {
             lab.host(*i)
                 .api_get(&format!("/v1.47/containers/{c}/json"))

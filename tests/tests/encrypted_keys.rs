@@ -4,12 +4,13 @@
 //! between tasks across nodes keeps flowing (the longest silence is printed), and the devices'
 //! peers are exactly the keys the managers publish (the old key is gone).
 
-use anyhow::{Context, Result, anyhow, bail};
-use shoal_e2e::{Lab, netplane_prefix, wait_for};
+use anyhow::{Context, Result, anyhow};
+use shoal_e2e::services::{container_netns, is_running, task_address, task_container, try_tasks};
+use shoal_e2e::wireguard::{UapiSockets, uapi_socket};
+use shoal_e2e::{Lab, in_netns_path, spawn_in_netns_path, wait_for};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,29 +41,9 @@ fn manager_keys(lab: &Lab) -> Result<BTreeMap<String, (String, u64)>> {
     Ok(out)
 }
 
-/// The UAPI socket of a host's WireGuard device (boringtun names it after the device).
-fn uapi_socket(lab: &Lab, host: usize) -> String {
-    let prefix = netplane_prefix(&lab.host(host).data_root());
-    format!(
-        "/var/run/wireguard/shw{}.sock",
-        prefix.trim_start_matches("shn").trim_end_matches('-')
-    )
-}
-
-/// The lab kills its daemons with SIGKILL, which leaves their UAPI socket files behind.
-struct UapiSockets(Vec<String>);
-
-impl Drop for UapiSockets {
-    fn drop(&mut self) {
-        for s in &self.0 {
-            let _ = std::fs::remove_file(s);
-        }
-    }
-}
-
 /// The public keys of the peers on a host's WireGuard device, read over its UAPI socket.
 fn device_peers(lab: &Lab, host: usize) -> Result<Vec<String>> {
-    let sock = uapi_socket(lab, host);
+    let sock = uapi_socket(lab.host(host));
     let mut s = std::os::unix::net::UnixStream::connect(&sock).with_context(|| sock.clone())?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"get=1\n\n")?;
@@ -114,59 +95,22 @@ fn running_task(lab: &Lab, service: &str, network: &str) -> Result<Task> {
         &format!("{service} running"),
         Duration::from_secs(90),
         || {
-            let v = lab.host(1).api_get(&format!(
-                "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-            ))?;
-            Ok(v.as_array().and_then(|a| {
-                a.iter()
-                    .find(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
-                    .cloned()
-            }))
+            Ok(try_tasks(lab.host(1), service)?
+                .into_iter()
+                .find(is_running))
         },
     )?;
-    let container = t["Status"]["ContainerStatus"]["ContainerID"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let ip = t["NetworksAttachments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["Network"]["ID"] == network)
-        .and_then(|a| a["Addresses"][0].as_str())
-        .map(|s| s.split('/').next().unwrap_or("").to_string())
+    let ip = task_address(&t, network)
         .ok_or_else(|| anyhow!("{service}: no address on the encrypted network"))?;
-    for h in &lab.hosts {
-        if let Ok(info) = h.api_get(&format!("/v1.47/containers/{container}/json"))
-            && let Some(pid) = info["State"]["Pid"].as_i64().filter(|p| *p > 0)
-        {
-            return Ok(Task {
-                netns: format!("/proc/{pid}/ns/net"),
-                ip,
-            });
-        }
-    }
-    bail!("container {container} of {service} is not running on any node")
-}
-
-/// Run `f` on a new thread inside the network namespace at `path`.
-fn spawn_in<T: Send + 'static>(
-    path: &str,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<JoinHandle<Result<T>>> {
-    let file = std::fs::File::open(path).with_context(|| path.to_string())?;
-    Ok(std::thread::spawn(move || -> Result<T> {
-        // SAFETY: setns on this thread only; the thread ends after `f`.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns: {}", std::io::Error::last_os_error());
-        }
-        f()
-    }))
+    Ok(Task {
+        netns: container_netns(lab, task_container(&t))?,
+        ip,
+    })
 }
 
 /// A UDP echo server inside a task's namespace, until `stop`.
-fn echo_server(netns: &str, stop: Arc<AtomicBool>) -> Result<JoinHandle<Result<()>>> {
-    spawn_in(netns, move || {
+fn echo_server(netns: &str, stop: Arc<AtomicBool>) -> Result<JoinHandle<Result<Result<()>>>> {
+    spawn_in_netns_path(netns, move || -> Result<()> {
         let s = UdpSocket::bind(("0.0.0.0", ECHO_PORT))?;
         s.set_read_timeout(Some(Duration::from_millis(100)))?;
         let mut buf = [0u8; 64];
@@ -185,8 +129,8 @@ fn echo_client(
     netns: &str,
     to: SocketAddr,
     stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<Result<Vec<Instant>>>> {
-    spawn_in(netns, move || {
+) -> Result<JoinHandle<Result<Result<Vec<Instant>>>>> {
+    spawn_in_netns_path(netns, move || -> Result<Vec<Instant>> {
         let s = UdpSocket::bind("0.0.0.0:0")?;
         s.connect(to)?;
         s.set_read_timeout(Some(Duration::from_millis(5)))?;
@@ -213,7 +157,7 @@ fn echo_client(
 
 /// One echo from `netns` to `to` within a second?
 fn echo_once(netns: &str, to: SocketAddr) -> bool {
-    spawn_in(netns, move || {
+    let echoed = in_netns_path(netns, move || -> Result<bool> {
         let s = UdpSocket::bind("0.0.0.0:0")?;
         s.connect(to)?;
         s.set_read_timeout(Some(Duration::from_millis(200)))?;
@@ -225,17 +169,14 @@ fn echo_once(netns: &str, to: SocketAddr) -> bool {
             }
         }
         Ok(false)
-    })
-    .ok()
-    .and_then(|h| h.join().ok())
-    .and_then(|r| r.ok())
-    .unwrap_or(false)
+    });
+    matches!(echoed, Ok(Ok(true)))
 }
 
 #[test]
 fn keys_come_from_the_managers_and_rotate_without_breaking_traffic() -> Result<()> {
     let lab = Lab::swarm_with_images(3, "busybox.tar")?;
-    let _sockets = UapiSockets((1..=3).map(|i| uapi_socket(&lab, i)).collect());
+    let _sockets = UapiSockets::of(&lab.hosts);
     let h1 = lab.host(1);
     let net = h1
         .docker(&[
@@ -368,10 +309,10 @@ fn keys_come_from_the_managers_and_rotate_without_breaking_traffic() -> Result<(
     stop.store(true, Ordering::Relaxed);
     let replies = client
         .join()
-        .map_err(|_| anyhow!("client thread panicked"))??;
+        .map_err(|_| anyhow!("client thread panicked"))???;
     server
         .join()
-        .map_err(|_| anyhow!("server thread panicked"))??;
+        .map_err(|_| anyhow!("server thread panicked"))???;
 
     let window: Vec<Instant> = replies.into_iter().filter(|t| *t >= t_rotate).collect();
     let end = t_rotate + published + Duration::from_secs(4);

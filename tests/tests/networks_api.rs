@@ -4,6 +4,7 @@
 //! use cannot be removed.
 
 use serde_json::Value;
+use shoal_e2e::services::tasks;
 use shoal_e2e::{Lab, LabOptions, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -28,19 +29,9 @@ fn inspect(lab: &Lab, net: &str) -> Value {
     v[0].clone()
 }
 
-fn tasks_of(lab: &Lab, service: &str) -> Vec<Value> {
-    lab.host(1)
-        .api_get(&format!(
-            "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-        ))
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
-
 /// The addresses of the service's live tasks on network `net_id` (once all `n` have one).
 fn task_addresses(lab: &Lab, service: &str, net_id: &str, n: usize) -> Option<Vec<String>> {
-    let addrs: Vec<String> = tasks_of(lab, service)
+    let addrs: Vec<String> = tasks(lab.host(1), service)
         .iter()
         .filter(|t| t["DesiredState"] == "running")
         .filter_map(|t| {

@@ -4,6 +4,7 @@
 //! the task from DNS and the VIP within seconds, and removing everything leaves no namespaces.
 
 use anyhow::{Result, anyhow, bail};
+use shoal_e2e::services::{running, task_container, wait_no_containers};
 use shoal_e2e::{
     Lab, LabOptions, in_ns, netplane_namespaces, netplane_prefix, run, test_images, wait_for,
 };
@@ -23,24 +24,12 @@ struct RunningTask {
 }
 
 fn running_tasks(lab: &Lab, service: &str) -> Vec<RunningTask> {
-    let tasks = lab
-        .host(1)
-        .api_get(&format!(
-            "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-        ))
-        .unwrap_or_default();
-    tasks
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+    running(lab.host(1), service)
+        .iter()
         .map(|t| RunningTask {
             id: t["ID"].as_str().unwrap_or("").to_string(),
             node_id: t["NodeID"].as_str().unwrap_or("").to_string(),
-            container: t["Status"]["ContainerStatus"]["ContainerID"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
+            container: task_container(t).to_string(),
             addrs: t["NetworksAttachments"]
                 .as_array()
                 .into_iter()
@@ -367,20 +356,7 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
     // Remove everything: no task or overlay namespace of `front` stays on any node.
     let all_tasks: Vec<String> = web.iter().chain([&client]).map(|t| t.id.clone()).collect();
     h1.docker(&["service", "rm", "web", "client"]).unwrap();
-    wait_for("no containers left", Duration::from_secs(60), || {
-        let total: usize = lab
-            .hosts
-            .iter()
-            .map(|h| {
-                h.api_get("/v1.47/containers/json?all=1")
-                    .ok()
-                    .and_then(|v| v.as_array().map(|a| a.len()))
-                    .unwrap_or(0)
-            })
-            .sum();
-        Ok((total == 0).then_some(()))
-    })
-    .unwrap();
+    wait_no_containers(&lab, Duration::from_secs(60)).unwrap();
     wait_for("network rm", Duration::from_secs(30), || {
         Ok(h1.docker(&["network", "rm", "front"]).is_ok().then_some(()))
     })

@@ -1,28 +1,17 @@
 //! Services on the lab with real containers: replicas spread over the nodes, a killed
 //! container's task is replaced, scale down, remove. Driven by the stock docker CLI.
 
+use shoal_e2e::services::{running, task_container, wait_no_containers};
 use shoal_e2e::{Lab, wait_for};
 use std::time::Duration;
 
 fn running_tasks(lab: &Lab, service: &str) -> Vec<(String, String)> {
-    let tasks = lab
-        .host(1)
-        .api_get(&format!(
-            "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-        ))
-        .unwrap_or_default();
-    tasks
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
+    running(lab.host(1), service)
+        .iter()
         .map(|t| {
             (
                 t["NodeID"].as_str().unwrap_or("").to_string(),
-                t["Status"]["ContainerStatus"]["ContainerID"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
+                task_container(t).to_string(),
             )
         })
         .collect()
@@ -101,18 +90,5 @@ fn replicated_service_runs_spreads_heals_and_goes_away() {
     );
     h1.docker(&["service", "rm", "sleeper"]).unwrap();
     h1.docker(&["secret", "rm", "token"]).unwrap();
-    wait_for("no containers left", Duration::from_secs(60), || {
-        let total: usize = lab
-            .hosts
-            .iter()
-            .map(|h| {
-                h.api_get("/v1.47/containers/json?all=1")
-                    .ok()
-                    .and_then(|v| v.as_array().map(|a| a.len()))
-                    .unwrap_or(0)
-            })
-            .sum();
-        Ok((total == 0).then_some(()))
-    })
-    .unwrap();
+    wait_no_containers(&lab, Duration::from_secs(60)).unwrap();
 }

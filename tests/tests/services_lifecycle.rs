@@ -4,6 +4,7 @@
 //! the leader killed mid-update, many replicas spread evenly.
 
 use serde_json::Value;
+use shoal_e2e::services::{node_id, running, task_state, tasks, wait_no_containers};
 use shoal_e2e::{Host, Lab, LabOptions, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -24,42 +25,10 @@ fn load_images(lab: &Lab) {
     lab.load_images("busybox.tar").expect("loading busybox");
 }
 
-/// All tasks of `service` as the API on `h` shows them.
-fn tasks(h: &Host, service: &str) -> Vec<Value> {
-    h.api_get(&format!(
-        "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-    ))
-    .ok()
-    .and_then(|v| v.as_array().cloned())
-    .unwrap_or_default()
-}
-
-fn state(t: &Value) -> &str {
-    t["Status"]["State"].as_str().unwrap_or("")
-}
-
-fn running(h: &Host, service: &str) -> Vec<Value> {
-    tasks(h, service)
-        .into_iter()
-        .filter(|t| state(t) == "running" && t["DesiredState"] == "running")
-        .collect()
-}
-
 fn node_ids(ts: &[Value]) -> BTreeSet<String> {
     ts.iter()
         .map(|t| t["NodeID"].as_str().unwrap_or("").to_string())
         .collect()
-}
-
-fn node_id_of(h: &Host, hostname: &str) -> String {
-    let nodes = h.api_get("/v1.47/nodes").expect("nodes");
-    nodes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["Description"]["Hostname"] == hostname)
-        .and_then(|n| n["ID"].as_str().map(str::to_string))
-        .unwrap_or_else(|| panic!("no node {hostname}"))
 }
 
 fn service(h: &Host, name: &str) -> Value {
@@ -283,7 +252,7 @@ fn drain_global_follows_join_and_jobs_complete() {
     .unwrap();
     lab.join(3, &worker_token, 1).unwrap();
     lab.wait_ready(3).unwrap();
-    let node3 = node_id_of(h1, &lab.host(3).name);
+    let node3 = node_id(h1, &lab.host(3).name).unwrap();
     wait_for(
         "a global task on the joined node",
         Duration::from_secs(60),
@@ -377,13 +346,13 @@ fn drain_global_follows_join_and_jobs_complete() {
             .iter()
             .filter(|t| {
                 matches!(
-                    state(t),
+                    task_state(t),
                     "assigned" | "accepted" | "preparing" | "ready" | "starting" | "running"
                 )
             })
             .count();
         most = most.max(live);
-        let done = ts.iter().filter(|t| state(t) == "complete").count();
+        let done = ts.iter().filter(|t| task_state(t) == "complete").count();
         if done >= 5 {
             assert_eq!(done, 5, "exactly 5 completions: {ts:?}");
             break;
@@ -414,7 +383,7 @@ fn drain_global_follows_join_and_jobs_complete() {
         || {
             let done: Vec<Value> = tasks(h1, "onceeach")
                 .into_iter()
-                .filter(|t| state(t) == "complete")
+                .filter(|t| task_state(t) == "complete")
                 .collect();
             Ok((done.len() == 3 && node_ids(&done).len() == 3).then_some(()))
         },
@@ -708,20 +677,7 @@ fn thirty_replicas_spread_evenly_and_go_away() {
     let ls = h1.shoal(&["service", "ls"]).unwrap();
     assert!(ls.contains("30/30"), "{ls}");
     h1.shoal(&["service", "rm", "many"]).unwrap();
-    wait_for("containers gone", Duration::from_secs(120), || {
-        let total: usize = lab
-            .hosts
-            .iter()
-            .map(|h| {
-                h.api_get("/v1.47/containers/json?all=1")
-                    .ok()
-                    .and_then(|v| v.as_array().map(|a| a.len()))
-                    .unwrap_or(0)
-            })
-            .sum();
-        Ok((total == 0).then_some(()))
-    })
-    .unwrap();
+    wait_no_containers(&lab, Duration::from_secs(120)).unwrap();
 }
 
 /// The agent remembers its assignments: restarted while its manager is down, it keeps the

@@ -6,6 +6,7 @@
 
 use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
+use shoal_e2e::services::{node_hostnames, node_id, running, task_state, tasks};
 use shoal_e2e::{Host, Lab, wait_for};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,46 +18,9 @@ fn swarm(archive: &str) -> Lab {
     Lab::swarm_with_images(3, archive).expect("the lab (needs root, netns, runc)")
 }
 
-/// All tasks of `service` as the API on `h` shows them.
-fn tasks(h: &Host, service: &str) -> Vec<Value> {
-    h.api_get(&format!(
-        "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-    ))
-    .ok()
-    .and_then(|v| v.as_array().cloned())
-    .unwrap_or_default()
-}
-
-fn state(t: &Value) -> &str {
-    t["Status"]["State"].as_str().unwrap_or("")
-}
-
-fn running(h: &Host, service: &str) -> Vec<Value> {
-    tasks(h, service)
-        .into_iter()
-        .filter(|t| state(t) == "running" && t["DesiredState"] == "running")
-        .collect()
-}
-
-/// Hostname of every node, by node ID.
-fn hostnames(h: &Host) -> BTreeMap<String, String> {
-    h.api_get("/v1.47/nodes")
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|n| {
-            Some((
-                n["ID"].as_str()?.to_string(),
-                n["Description"]["Hostname"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
-}
-
 /// How many running tasks of `service` each node (by hostname) has.
 fn per_host(h: &Host, service: &str) -> BTreeMap<String, usize> {
-    let names = hostnames(h);
+    let names = node_hostnames(h).unwrap_or_default();
     let mut out = BTreeMap::new();
     for t in running(h, service) {
         let node = t["NodeID"].as_str().unwrap_or("");
@@ -91,19 +55,11 @@ fn create(h: &Host, args: &[&str]) {
     h.shoal(&all).unwrap();
 }
 
-fn node_id(h: &Host, hostname: &str) -> String {
-    hostnames(h)
-        .into_iter()
-        .find(|(_, n)| n == hostname)
-        .map(|(id, _)| id)
-        .unwrap_or_else(|| panic!("no node {hostname}"))
-}
-
 /// Tasks of `service` that want to run but are still pending, with their explanations.
 fn pending_errors(h: &Host, service: &str) -> Vec<String> {
     tasks(h, service)
         .iter()
-        .filter(|t| state(t) == "pending" && t["DesiredState"] == "running")
+        .filter(|t| task_state(t) == "pending" && t["DesiredState"] == "running")
         .map(|t| t["Status"]["Err"].as_str().unwrap_or("").to_string())
         .collect()
 }
@@ -217,7 +173,7 @@ fn constraints_max_per_node_pending_and_spread() {
     .unwrap();
     assert!(ps.contains("Pending"), "{ps}");
     assert!(running(h1, "zoned").is_empty());
-    let node2 = node_id(h1, "node2");
+    let node2 = node_id(h1, "node2").unwrap();
     h1.shoal(&["node", "update", "--label-add", "zone=a", &node2])
         .unwrap();
     let zoned = wait_running(h1, "zoned", 2);
@@ -226,8 +182,8 @@ fn constraints_max_per_node_pending_and_spread() {
 
     // Spread over label values: zone a = nodes 1 and 2, zone b = node 3. Six tasks go 3 and 3
     // (plain spread would put 2 on each node).
-    let node1 = node_id(h1, "node1");
-    let node3 = node_id(h1, "node3");
+    let node1 = node_id(h1, "node1").unwrap();
+    let node3 = node_id(h1, "node3").unwrap();
     h1.shoal(&["node", "update", "--label-add", "zone=a", &node1])
         .unwrap();
     h1.shoal(&["node", "update", "--label-add", "zone=b", &node3])
@@ -506,7 +462,7 @@ fn start_first_update_keeps_serving() {
     // (the old ones finish draining a little after the update completes).
     let all = wait_for("the old tasks shut down", Duration::from_secs(60), || {
         let all = tasks(h1, "site");
-        let down = all.iter().filter(|t| state(t) == "shutdown").count();
+        let down = all.iter().filter(|t| task_state(t) == "shutdown").count();
         Ok((down == 2).then_some(all))
     })
     .unwrap();
@@ -517,7 +473,7 @@ fn start_first_update_keeps_serving() {
     for new in &run {
         let old = all
             .iter()
-            .find(|t| t["Slot"] == new["Slot"] && state(t) == "shutdown")
+            .find(|t| t["Slot"] == new["Slot"] && task_state(t) == "shutdown")
             .unwrap_or_else(|| panic!("no replaced task in slot {}: {all:?}", new["Slot"]));
         assert!(
             at(new) < at(old),
@@ -552,7 +508,7 @@ fn killed_and_cut_off_worker_goes_down_and_its_tasks_move() {
     );
     let before = wait_running(h1, "moving", 6);
     assert_eq!(before.get("node3"), Some(&2), "{before:?}");
-    let node3 = node_id(h1, "node3");
+    let node3 = node_id(h1, "node3").unwrap();
 
     let killed = Instant::now();
     lab.host_mut(3).kill9();
@@ -812,7 +768,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         let err = wait_for("the ghost task rejected", Duration::from_secs(60), || {
             Ok(tasks(h1, "ghost")
                 .iter()
-                .find(|t| state(t) == "rejected")
+                .find(|t| task_state(t) == "rejected")
                 .map(|t| t["Status"]["Err"].as_str().unwrap_or("").to_string()))
         })
         .unwrap();

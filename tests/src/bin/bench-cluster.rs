@@ -5,19 +5,9 @@
 
 use anyhow::{Context, Result, anyhow};
 use shoal_api::Client;
-use shoal_e2e::{Lab, LabOptions, wait_for};
+use shoal_e2e::{Lab, LabOptions, rss_kib, wait_for};
 use shoal_types::ConfigSpec;
 use std::time::{Duration, Instant};
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))
-}
 
 fn spec(name: String) -> ConfigSpec {
     let mut s = ConfigSpec::default();

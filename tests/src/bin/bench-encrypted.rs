@@ -9,11 +9,12 @@
 //! round), and the ratio is the median of the per-round ratios. Every run is printed.
 //! `SHOAL_BENCH_ROUNDS` sets the number of rounds (default 5). All traffic stays in the lab.
 
-use anyhow::{Context, Result, anyhow, bail};
-use shoal_e2e::{Lab, wait_for};
+use anyhow::{Result, anyhow};
+use shoal_e2e::services::{container_netns, is_running, task_address, task_container, try_tasks};
+use shoal_e2e::wireguard::UapiSockets;
+use shoal_e2e::{Lab, in_netns_path, wait_for};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Bytes per throughput run, written in `CHUNK` pieces.
@@ -21,20 +22,6 @@ const BULK_BYTES: usize = 256 << 20;
 const CHUNK: usize = 128 << 10;
 const RTT_ROUNDS: usize = 2000;
 const PORT: u16 = 7000;
-
-/// Run `f` on a fresh thread inside the network namespace at `path`.
-fn in_path<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let file = std::fs::File::open(path).with_context(|| path.to_string())?;
-    std::thread::spawn(move || -> Result<T> {
-        // SAFETY: setns on this thread only; the thread ends after `f`.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns: {}", std::io::Error::last_os_error());
-        }
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| anyhow!("thread in {path} panicked"))?
-}
 
 /// Per connection: sink everything (`B`) or echo byte for byte (`E`). Runs until the process
 /// ends (the listener lives in the server container's namespace).
@@ -70,7 +57,7 @@ fn serve(l: TcpListener) {
 
 /// Gbit/s of one bulk transfer, counted until the receiver has read everything.
 fn bulk(path: &str, to: SocketAddr) -> Result<f64> {
-    in_path(path, move || -> Result<f64> {
+    in_netns_path(path, move || -> Result<f64> {
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
         s.write_all(b"B")?;
         let chunk = vec![0x5au8; CHUNK];
@@ -89,7 +76,7 @@ fn bulk(path: &str, to: SocketAddr) -> Result<f64> {
 
 /// Median one-byte round trip.
 fn rtt(path: &str, to: SocketAddr) -> Result<Duration> {
-    in_path(path, move || -> Result<Duration> {
+    in_netns_path(path, move || -> Result<Duration> {
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
         s.set_nodelay(true)?;
         s.write_all(b"E")?;
@@ -107,7 +94,7 @@ fn rtt(path: &str, to: SocketAddr) -> Result<Duration> {
 }
 
 fn reachable(path: &str, to: SocketAddr) -> bool {
-    in_path(path, move || {
+    in_netns_path(path, move || {
         TcpStream::connect_timeout(&to, Duration::from_secs(1))
             .and_then(|mut s| s.write_all(b"E"))
             .is_ok()
@@ -121,72 +108,32 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 struct Task {
+    /// `/proc/<pid>/ns/net` of its container.
     netns: String,
-    /// Address per network ID.
-    ips: Vec<(String, String)>,
+    /// The task's running-state object from the API.
+    task: serde_json::Value,
 }
 
 impl Task {
     fn ip_on(&self, net: &str) -> Result<String> {
-        self.ips
-            .iter()
-            .find(|(n, _)| n == net)
-            .map(|(_, ip)| ip.clone())
-            .ok_or_else(|| anyhow!("no address on network {net}"))
+        task_address(&self.task, net).ok_or_else(|| anyhow!("no address on network {net}"))
     }
 }
 
 fn one_task(lab: &Lab, service: &str) -> Result<Task> {
-    let t = wait_for(
+    let task = wait_for(
         &format!("{service} running"),
         Duration::from_secs(90),
         || {
-            let v = lab.host(1).api_get(&format!(
-                "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-            ))?;
-            Ok(v.as_array().and_then(|a| {
-                a.iter()
-                    .find(|t| t["Status"]["State"] == "running" && t["DesiredState"] == "running")
-                    .cloned()
-            }))
+            Ok(try_tasks(lab.host(1), service)?
+                .into_iter()
+                .find(is_running))
         },
     )?;
-    let container = t["Status"]["ContainerStatus"]["ContainerID"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let ips = t["NetworksAttachments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| {
-            let net = a["Network"]["ID"].as_str()?.to_string();
-            let ip = a["Addresses"][0].as_str()?.split('/').next()?.to_string();
-            Some((net, ip))
-        })
-        .collect();
-    for h in &lab.hosts {
-        if let Ok(info) = h.api_get(&format!("/v1.47/containers/{container}/json"))
-            && let Some(pid) = info["State"]["Pid"].as_i64().filter(|p| *p > 0)
-        {
-            return Ok(Task {
-                netns: format!("/proc/{pid}/ns/net"),
-                ips,
-            });
-        }
-    }
-    bail!("container {container} of {service} is not running")
-}
-
-/// The lab kills its daemons with SIGKILL, which leaves their WireGuard UAPI socket files.
-struct UapiSockets(Vec<String>);
-
-impl Drop for UapiSockets {
-    fn drop(&mut self) {
-        for s in &self.0 {
-            let _ = std::fs::remove_file(s);
-        }
-    }
+    Ok(Task {
+        netns: container_netns(lab, task_container(&task))?,
+        task,
+    })
 }
 
 fn main() -> Result<()> {
@@ -196,18 +143,7 @@ fn main() -> Result<()> {
         .filter(|n| *n > 0)
         .unwrap_or(5);
     let lab = Lab::swarm_with_images(2, "busybox.tar")?;
-    let _sockets = UapiSockets(
-        lab.hosts
-            .iter()
-            .map(|h| {
-                let p = shoal_e2e::netplane_prefix(&h.data_root());
-                format!(
-                    "/var/run/wireguard/shw{}.sock",
-                    p.trim_start_matches("shn").trim_end_matches('-')
-                )
-            })
-            .collect(),
-    );
+    let _sockets = UapiSockets::of(&lab.hosts);
     let h1 = lab.host(1);
     let plain = h1
         .docker(&["network", "create", "-d", "overlay", "plain"])?
@@ -245,7 +181,7 @@ fn main() -> Result<()> {
     }
     let srv = one_task(&lab, "srv")?;
     let cli = one_task(&lab, "cli")?;
-    let l = in_path(&srv.netns, || TcpListener::bind(("0.0.0.0", PORT)))??;
+    let l = in_netns_path(&srv.netns, || TcpListener::bind(("0.0.0.0", PORT)))??;
     serve(l);
     let to_plain: SocketAddr = format!("{}:{PORT}", srv.ip_on(&plain)?).parse()?;
     let to_sec: SocketAddr = format!("{}:{PORT}", srv.ip_on(&sec)?).parse()?;

@@ -18,10 +18,12 @@
 //! All traffic stays inside the lab's namespaces.
 
 use anyhow::{Context, Result, anyhow, bail};
-use shoal_e2e::{Lab, wait_for};
+use shoal_e2e::services::{
+    container_netns, is_running, node_hostnames, task_address, task_container, try_tasks,
+};
+use shoal_e2e::{Lab, in_netns_path, wait_for};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Bytes per throughput run, written in `CHUNK` pieces.
@@ -65,27 +67,13 @@ fn pin(cpu: usize) {
     }
 }
 
-/// Run `f` on a fresh thread inside the network namespace at `path`.
-fn in_path<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let file = std::fs::File::open(path).with_context(|| path.to_string())?;
-    std::thread::spawn(move || -> Result<T> {
-        // SAFETY: setns on this thread only; the thread ends after `f`.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns: {}", std::io::Error::last_os_error());
-        }
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| anyhow!("thread in {path} panicked"))?
-}
-
 /// A server inside the namespace at `path`: `ACCEPTORS` threads block in accept and handle
 /// each connection themselves (no thread start per connection, no polling). Per connection
 /// the first byte picks the mode: `B` sinks everything until EOF, `E` echoes byte for byte,
 /// anything else is one request answered with a small HTTP response, then closed. The
 /// threads end with the process.
 fn serve(path: &str, addr: SocketAddr) -> Result<()> {
-    let l = in_path(path, move || TcpListener::bind(addr))??;
+    let l = in_netns_path(path, move || TcpListener::bind(addr))??;
     for _ in 0..ACCEPTORS {
         let l = l.try_clone()?;
         std::thread::spawn(move || {
@@ -131,7 +119,7 @@ fn handle(mut s: TcpStream, buf: &mut [u8]) {
 /// Gbit/s of one transfer of `bytes`, from the first write until the receiver has read
 /// everything and closed.
 fn bulk(path: &str, to: SocketAddr, bytes: usize) -> Result<f64> {
-    in_path(path, move || -> Result<f64> {
+    in_netns_path(path, move || -> Result<f64> {
         pin(SENDER_CPU);
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
         s.set_read_timeout(Some(Duration::from_secs(120)))?;
@@ -152,7 +140,7 @@ fn bulk(path: &str, to: SocketAddr, bytes: usize) -> Result<f64> {
 
 /// One-byte request/response round trips on one connection: (p50, p99).
 fn rtt(path: &str, to: SocketAddr) -> Result<(Duration, Duration)> {
-    in_path(path, move || -> Result<(Duration, Duration)> {
+    in_netns_path(path, move || -> Result<(Duration, Duration)> {
         pin(SENDER_CPU);
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
         s.set_nodelay(true)?;
@@ -180,7 +168,7 @@ fn requests(path: &str, to: SocketAddr) -> Result<(f64, Duration)> {
     for _ in 0..MESH_CLIENTS {
         let path = path.to_string();
         threads.push(std::thread::spawn(move || {
-            in_path(&path, move || -> Result<Vec<Duration>> {
+            in_netns_path(&path, move || -> Result<Vec<Duration>> {
                 let mut lat = Vec::new();
                 let end = Instant::now() + MESH_TIME;
                 while Instant::now() < end {
@@ -251,17 +239,6 @@ fn alternate<T>(rounds: usize, mut f: impl FnMut(bool) -> Result<T>) -> Result<V
     Ok(out)
 }
 
-fn container_netns(lab: &Lab, container: &str) -> Result<String> {
-    for h in &lab.hosts {
-        if let Ok(info) = h.api_get(&format!("/v1.47/containers/{container}/json"))
-            && let Some(pid) = info["State"]["Pid"].as_i64().filter(|p| *p > 0)
-        {
-            return Ok(format!("/proc/{pid}/ns/net"));
-        }
-    }
-    bail!("container {container} not running")
-}
-
 struct Task {
     id: String,
     node: String,
@@ -273,40 +250,28 @@ struct Task {
 
 /// Running tasks of `service` (desired running), with their address on network `net`.
 fn running_tasks(lab: &Lab, service: &str, net: &str) -> Result<Vec<Task>> {
-    let v = lab.host(1).api_get(&format!(
-        "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-    ))?;
     let mut out = Vec::new();
-    for t in v.as_array().into_iter().flatten() {
-        if t["Status"]["State"] != "running" || t["DesiredState"] != "running" {
+    for t in try_tasks(lab.host(1), service)?
+        .iter()
+        .filter(|t| is_running(t))
+    {
+        let Some(ip) = task_address(t, net) else {
             continue;
-        }
-        let addr_on = |ingress: bool| {
-            t["NetworksAttachments"].as_array().and_then(|atts| {
-                atts.iter()
-                    .find(|a| {
-                        if ingress {
-                            a["Network"]["Spec"]["Ingress"] == true
-                        } else {
-                            a["Network"]["ID"] == net
-                        }
-                    })
-                    .and_then(|a| a["Addresses"][0].as_str())
-                    .map(|s| s.split('/').next().unwrap_or("").to_string())
-            })
         };
-        let Some(ip) = addr_on(false) else { continue };
-        let container = t["Status"]["ContainerStatus"]["ContainerID"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let Ok(pid_ns) = container_netns(lab, &container) else {
+        let ingress_ip = t["NetworksAttachments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["Network"]["Spec"]["Ingress"] == true)
+            .and_then(|a| a["Network"]["ID"].as_str())
+            .and_then(|ingress| task_address(t, ingress));
+        let Ok(pid_ns) = container_netns(lab, task_container(t)) else {
             continue;
         };
         out.push(Task {
             id: t["ID"].as_str().unwrap_or("").to_string(),
             node: t["NodeID"].as_str().unwrap_or("").to_string(),
-            ingress_ip: addr_on(true),
+            ingress_ip,
             pid_ns,
             ip,
         });
@@ -328,13 +293,8 @@ fn one_task(lab: &Lab, service: &str, net: &str) -> Result<Task> {
 
 /// `state: error` of every task of `service`.
 fn task_states(lab: &Lab, service: &str) -> Result<String> {
-    let v = lab.host(1).api_get(&format!(
-        "/v1.47/tasks?filters=%7B%22service%22%3A%7B%22{service}%22%3Atrue%7D%7D"
-    ))?;
-    let states: Vec<String> = v
-        .as_array()
-        .into_iter()
-        .flatten()
+    let states: Vec<String> = try_tasks(lab.host(1), service)?
+        .iter()
         .map(|t| format!("{}: {}", t["Status"]["State"], t["Status"]["Err"]))
         .collect();
     Ok(format!("tasks of {service}: [{}]", states.join(", ")))
@@ -344,7 +304,7 @@ fn task_states(lab: &Lab, service: &str) -> Result<String> {
 fn dns_has(path: &str, name: &str, ip: &str) -> Result<bool> {
     let name = name.to_string();
     let want: Vec<u8> = ip.split('.').filter_map(|x| x.parse().ok()).collect();
-    in_path(path, move || -> Result<bool> {
+    in_netns_path(path, move || -> Result<bool> {
         // A minimal A query (id 0x5301, RD) for `name`.
         let mut q = vec![0x53, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         for l in name.split('.') {
@@ -366,7 +326,7 @@ fn dns_has(path: &str, name: &str, ip: &str) -> Result<bool> {
 /// Is `ip` a backend in the VIP table inside the namespace at `path`?
 fn vip_has(path: &str, ip: &str) -> Result<bool> {
     let ip = ip.to_string();
-    in_path(path, move || -> Result<bool> {
+    in_netns_path(path, move || -> Result<bool> {
         // The child inherits this thread's network namespace.
         let out = std::process::Command::new("nft")
             .args(["list", "table", "ip", "shoal-lb"])
@@ -601,7 +561,7 @@ fn death_to_dns(lab: &Lab, net: &str, kills: usize) -> Result<()> {
         let p = running_tasks(lab, "probe", net)?;
         Ok((p.len() == lab.hosts.len()).then_some(p))
     })?;
-    let nodes = node_names(lab)?;
+    let nodes = node_hostnames(h1)?;
     let name_of = |id: &str| nodes.get(id).cloned().unwrap_or_else(|| id.to_string());
     // Per node: (DNS times, VIP times) in ms.
     let mut dns_ms: Vec<Vec<f64>> = vec![Vec::new(); probes.len()];
@@ -695,7 +655,7 @@ fn death_to_dns(lab: &Lab, net: &str, kills: usize) -> Result<()> {
         println!(
             "{} ({}): median dns {:.0} ms, vip {:.0} ms",
             name_of(&p.node),
-            if p.node == lab_node_of(lab, 2, &nodes) {
+            if name_of(&p.node) == lab.host(2).name {
                 "the victim's node"
             } else {
                 "via gossip"
@@ -712,32 +672,8 @@ fn death_to_dns(lab: &Lab, net: &str, kills: usize) -> Result<()> {
     Ok(())
 }
 
-/// Node ID → hostname.
-fn node_names(lab: &Lab) -> Result<std::collections::HashMap<String, String>> {
-    let v = lab.host(1).api_get("/v1.47/nodes")?;
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| {
-            Some((
-                n["ID"].as_str()?.to_string(),
-                n["Description"]["Hostname"].as_str()?.to_string(),
-            ))
-        })
-        .collect())
-}
-
-fn lab_node_of(lab: &Lab, i: usize, nodes: &std::collections::HashMap<String, String>) -> String {
-    let name = &lab.host(i).name;
-    nodes
-        .iter()
-        .find(|(_, n)| *n == name)
-        .map(|(id, _)| id.clone())
-        .unwrap_or_default()
-}
-
 fn probe(path: &str, to: SocketAddr) -> bool {
-    in_path(path, move || {
+    in_netns_path(path, move || {
         TcpStream::connect_timeout(&to, Duration::from_secs(1))
             .and_then(|mut s| s.write_all(b"E"))
             .is_ok()
@@ -746,7 +682,7 @@ fn probe(path: &str, to: SocketAddr) -> bool {
 }
 
 fn requests_probe(path: &str, to: SocketAddr) -> bool {
-    in_path(path, move || -> bool {
+    in_netns_path(path, move || -> bool {
         let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else {
             return false;
         };

@@ -7,7 +7,7 @@
 //! Usage: bench-scheduler [AGENTS (default 1000)] [TASKS (default 10000)]
 
 use anyhow::{Context, Result, anyhow};
-use shoal_e2e::{Lab, LabOptions, in_netns, wait_for};
+use shoal_e2e::{Lab, LabOptions, in_netns, rss_kib, wait_for};
 use shoal_manager::ca::{self, JoinParams, NodeCredentials};
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
 use shoal_proto::dispatcher::{
@@ -19,20 +19,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))
-}
-
-/// One simulated agent: heartbeats, follows its assignments, reports new tasks running.
 /// Distinct task IDs delivered to any agent (a task moved between nodes counts once).
 type Delivered = Arc<Mutex<HashSet<String>>>;
 
+/// One simulated agent: heartbeats, follows its assignments, reports new tasks running.
 async fn agent(addr: String, creds: NodeCredentials, assigned: Delivered) -> Result<()> {
     let ch = ca::tls::endpoint(&addr, &creds)
         .map_err(|e| anyhow!("{e}"))?

@@ -12,7 +12,8 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use shoal_api::{Client, Filters};
-use shoal_e2e::{Host, Lab, wait_for};
+use shoal_e2e::services::{node_id, wait_no_containers};
+use shoal_e2e::{Host, Lab};
 use shoal_types::{Task, TaskState};
 use std::time::{Duration, Instant};
 
@@ -168,17 +169,7 @@ fn create_and_time(
 /// Removes the service and waits until no container is left on any host.
 fn remove_and_settle(lab: &Lab, name: &str) -> Result<()> {
     lab.host(1).shoal(&["service", "rm", name])?;
-    wait_for("all containers removed", Duration::from_secs(300), || {
-        let mut total = 0;
-        for h in lab.hosts.iter().filter(|h| h.daemon.is_some()) {
-            total += h
-                .api_get("/v1.47/containers/json?all=1")?
-                .as_array()
-                .map(|a| a.len())
-                .unwrap_or(0);
-        }
-        Ok((total == 0).then_some(()))
-    })
+    wait_no_containers(lab, Duration::from_secs(300))
 }
 
 fn create_figures(
@@ -214,17 +205,6 @@ fn create_figures(
         out.push((n, m));
     }
     Ok(out)
-}
-
-fn node_id(h: &Host, hostname: &str) -> Result<String> {
-    let nodes = h.api_get("/v1.47/nodes")?;
-    nodes
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|n| n["Description"]["Hostname"] == hostname)
-        .and_then(|n| n["ID"].as_str().map(str::to_string))
-        .ok_or_else(|| anyhow!("no node {hostname}"))
 }
 
 fn node_state(h: &Host, id: &str) -> Result<String> {
