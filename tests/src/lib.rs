@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod probe;
 pub mod services;
 pub mod wireguard;
 
@@ -33,6 +34,31 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String> {
         bail!(
             "{cmd} {} failed: {}",
             args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `cmd args…` with `input` on stdin; its stdout.
+pub fn run_stdin(cmd: &str, args: &[&str], input: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

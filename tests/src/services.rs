@@ -53,16 +53,21 @@ pub fn task_address(t: &Value, net: &str) -> Option<String> {
         .map(|s| s.split('/').next().unwrap_or("").to_string())
 }
 
-/// `/proc/<pid>/ns/net` of a running container, on whichever lab host runs it.
-pub fn container_netns(lab: &Lab, container: &str) -> Result<String> {
+/// The PID of a running container, on whichever lab host runs it.
+pub fn container_pid(lab: &Lab, container: &str) -> Result<String> {
     for h in &lab.hosts {
         if let Ok(info) = h.api_get(&format!("/v1.47/containers/{container}/json"))
             && let Some(pid) = info["State"]["Pid"].as_i64().filter(|p| *p > 0)
         {
-            return Ok(format!("/proc/{pid}/ns/net"));
+            return Ok(pid.to_string());
         }
     }
     bail!("container {container} is not running on any node")
+}
+
+/// `/proc/<pid>/ns/net` of a running container, on whichever lab host runs it.
+pub fn container_netns(lab: &Lab, container: &str) -> Result<String> {
+    Ok(format!("/proc/{}/ns/net", container_pid(lab, container)?))
 }
 
 /// Hostname of every node, by node ID.

@@ -7,10 +7,11 @@
 //! working; `rm` releases the address; everything is cleaned up (only the routing mesh's
 //! ingress overlay stays on each node).
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use serde_json::Value;
+use shoal_e2e::probe::{busybox_in, http_get_in, nslookup_in};
 use shoal_e2e::services::{running, task_container};
-use shoal_e2e::{Lab, netplane_namespaces, run, wait_for};
+use shoal_e2e::{Lab, netplane_namespaces, wait_for};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -69,61 +70,17 @@ fn pid_of(lab: &Lab, host: usize, container: &str) -> Result<String> {
 
 /// A busybox applet inside a running container (its namespaces and root: its resolv.conf).
 fn in_container(lab: &Lab, host: usize, container: &str, args: &[&str]) -> Result<String> {
-    let pid = pid_of(lab, host, container)?;
-    let mut a = vec!["-t", &pid, "-n", "-m", "-r", "-w", "--", "/bin/busybox"];
-    a.extend_from_slice(args);
-    run("nsenter", &a)
+    busybox_in(&pid_of(lab, host, container)?, args)
 }
 
 /// The addresses `name` resolves to through the container's embedded DNS server.
 fn resolve(lab: &Lab, host: usize, container: &str, name: &str) -> Result<BTreeSet<String>> {
-    let out = in_container(lab, host, container, &["nslookup", name, "127.0.0.11"])?;
-    let answers = out
-        .split_once("Name:")
-        .map(|(_, a)| a)
-        .ok_or_else(|| anyhow!("no answer for {name}: {out}"))?;
-    Ok(answers
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Address:"))
-        .map(|a| a.trim().trim_start_matches("1 ").to_string())
-        .collect())
+    nslookup_in(&pid_of(lab, host, container)?, name)
 }
 
-/// `GET /` of `host:80` from inside a container, through busybox nc (the body).
+/// The body of `GET /` to `target:80` from inside a container.
 fn http_get(lab: &Lab, host: usize, container: &str, target: &str) -> Result<String> {
-    use std::io::Write;
-    let pid = pid_of(lab, host, container)?;
-    let mut child = std::process::Command::new("nsenter")
-        .args([
-            "-t",
-            &pid,
-            "-n",
-            "-m",
-            "-r",
-            "-w",
-            "--",
-            "/bin/busybox",
-            "nc",
-            "-w",
-            "3",
-            target,
-            "80",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "nc {target}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    http_get_in(&pid_of(lab, host, container)?, target, "/")
 }
 
 /// The container's address on `network` as its node's `inspect` shows it.

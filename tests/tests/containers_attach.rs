@@ -33,20 +33,14 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn docker_run_and_exec_with_stdin() {
-    let images = test_images().unwrap();
     let lab = Lab::new(LabOptions {
         hosts: 1,
         daemon_args: Vec::new(),
     })
     .unwrap();
+    lab.load_images("both.tar").unwrap();
+    let images = test_images().unwrap();
     let h = lab.host(1);
-    h.shoal(&[
-        "image",
-        "load",
-        "-i",
-        &images.join("both.tar").to_string_lossy(),
-    ])
-    .unwrap();
     let image = "shoal-test/httpd:latest";
 
     // `run -d` prints the id and returns while the container keeps running.

@@ -4,9 +4,11 @@
 //! the task from DNS and the VIP within seconds, and removing everything leaves no namespaces.
 
 use anyhow::{Result, anyhow, bail};
-use shoal_e2e::services::{running, task_container, wait_no_containers};
+use shoal_e2e::probe::{busybox_in, http_body, http_get_in, http_request, nslookup_in};
+use shoal_e2e::services::{container_pid, running, task_container, wait_no_containers};
 use shoal_e2e::{
-    Lab, LabOptions, in_ns, netplane_namespaces, netplane_prefix, run, test_images, wait_for,
+    Lab, LabOptions, in_ns, netplane_namespaces, netplane_prefix, run, run_stdin, test_images,
+    wait_for,
 };
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -64,85 +66,15 @@ fn host_of(lab: &Lab, node_id: &str) -> Result<usize> {
         .ok_or_else(|| anyhow!("unexpected hostname {name}"))
 }
 
-/// The PID of a running container (on whichever node runs it).
-fn container_pid(lab: &Lab, container: &str) -> Result<String> {
-    lab.hosts
-        .iter()
-        .find_map(|h| {
-            let info = h
-                .api_get(&format!("/v1.47/containers/{container}/json"))
-                .ok()?;
-            info["State"]["Pid"].as_i64().filter(|p| *p > 0)
-        })
-        .map(|p| p.to_string())
-        .ok_or_else(|| anyhow!("no running container {container}"))
-}
-
 /// Run a busybox applet inside a running container (its network and mount namespaces, its
 /// root, so its own resolv.conf).
 fn in_container(lab: &Lab, container: &str, args: &[&str]) -> Result<String> {
-    let pid = container_pid(lab, container)?;
-    let mut a = vec!["-t", &pid, "-n", "-m", "-r", "-w", "--", "/bin/busybox"];
-    a.extend_from_slice(args);
-    run("nsenter", &a)
-}
-
-/// `cmd args…` with `input` on stdin; its stdout (busybox `wget` crashes on this machine's
-/// busybox build, so HTTP goes through `nc`).
-fn run_stdin(cmd: &str, args: &[&str], input: &str) -> Result<String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new(cmd)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(input.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{cmd} {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn request(path: &str) -> String {
-    format!("GET {path} HTTP/1.0\r\n\r\n")
+    busybox_in(&container_pid(lab, container)?, args)
 }
 
 /// The body of `GET path` to `host:80` from inside a container (its resolv.conf, its DNS).
 fn http_in_container(lab: &Lab, container: &str, host: &str, path: &str) -> Result<String> {
-    http_in_pid(&container_pid(lab, container)?, host, path)
-}
-
-/// As [`http_in_container`], for the container whose process is `pid`.
-fn http_in_pid(pid: &str, host: &str, path: &str) -> Result<String> {
-    let out = run_stdin(
-        "nsenter",
-        &[
-            "-t",
-            pid,
-            "-n",
-            "-m",
-            "-r",
-            "-w",
-            "--",
-            "/bin/busybox",
-            "nc",
-            "-w",
-            "3",
-            host,
-            "80",
-        ],
-        &request(path),
-    )?;
-    body(&out)
+    http_get_in(&container_pid(lab, container)?, host, path)
 }
 
 /// The body of `GET /` to `addr:port` from a lab host's namespace (a client on the LAN).
@@ -150,29 +82,13 @@ fn http_from_host(ns: &str, addr: &str, port: &str) -> Result<String> {
     let out = run_stdin(
         "ip",
         &["netns", "exec", ns, "busybox", "nc", "-w", "3", addr, port],
-        &request("/"),
+        &http_request("/"),
     )?;
-    body(&out)
-}
-
-fn body(resp: &str) -> Result<String> {
-    resp.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .ok_or_else(|| anyhow!("no HTTP response: {resp:?}"))
+    http_body(&out)
 }
 
 fn nslookup(lab: &Lab, container: &str, name: &str) -> Result<BTreeSet<String>> {
-    let out = in_container(lab, container, &["nslookup", name, "127.0.0.11"])?;
-    // The answer section follows the "Name:" line; the server's own address comes before.
-    let answers = out
-        .split_once("Name:")
-        .map(|(_, a)| a)
-        .ok_or_else(|| anyhow!("no answer for {name}: {out}"))?;
-    Ok(answers
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Address:"))
-        .map(|a| a.trim().trim_start_matches("1 ").to_string())
-        .collect())
+    nslookup_in(&container_pid(lab, container)?, name)
 }
 
 fn front_ips(tasks: &[RunningTask], net: &str) -> BTreeSet<String> {
@@ -494,7 +410,7 @@ fn daemon_restart_keeps_and_adopts_container_networking() -> Result<()> {
     lab.host_mut(2).kill9();
     // The data plane is kernel state: with the daemon dead, task addresses still answer.
     for ip in &ips {
-        let out = http_in_pid(&pid, ip, "/")?;
+        let out = http_get_in(&pid, ip, "/")?;
         assert!(
             out.contains(MARKER),
             "{ip} while node2's daemon is down: {out}"

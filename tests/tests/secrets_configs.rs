@@ -68,16 +68,8 @@ fn secrets_and_configs_round_trip() {
 /// config keeps the template, and an unknown driver is refused.
 #[test]
 fn templated_config_rendered_per_task() {
-    let lab = Lab::new(LabOptions {
-        hosts: 1,
-        daemon_args: Vec::new(),
-    })
-    .unwrap();
-    lab.init_swarm().unwrap();
+    let lab = Lab::swarm_with_images(1, "busybox.tar").unwrap();
     let h = lab.host(1);
-    let images = shoal_e2e::test_images().unwrap();
-    h.docker(&["load", "-i", &images.join("busybox.tar").to_string_lossy()])
-        .unwrap();
     let tpl = "svc={{.Service.Name}} slot={{.Task.Slot}} node={{.Node.Hostname}} \
                mode={{env \"MODE\"}} pw={{secret \"pw\"}}\n";
     let out = h
