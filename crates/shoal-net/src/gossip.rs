@@ -24,38 +24,6 @@ use crate::{Mac, NetError, Result};
 pub const GOSSIP_PORT: u16 = 7946;
 const KEY_PREFIX: &str = "ep/";
 const RECORD_PREFIX: &str = "sv/";
-const WG_KEY: &str = "wg";
-
-/// A node's WireGuard identity for encrypted overlays, published in its gossip state.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct WgInfo {
-    /// Base64 public key.
-    pub public_key: String,
-    /// The node's tunnel address (the VTEP of its encrypted overlays).
-    pub tunnel_ip: Ipv4Addr,
-    /// Where its WireGuard device listens on the underlay.
-    pub endpoint: SocketAddr,
-}
-
-impl WgInfo {
-    fn value(&self) -> String {
-        format!("{},{},{}", self.public_key, self.tunnel_ip, self.endpoint)
-    }
-
-    /// Parse a published value; None for garbage.
-    pub fn parse(v: &str) -> Option<WgInfo> {
-        let mut it = v.split(',');
-        let (k, ip, ep) = (it.next()?, it.next()?, it.next()?);
-        if it.next().is_some() || k.len() != 44 {
-            return None;
-        }
-        Some(WgInfo {
-            public_key: k.to_string(),
-            tunnel_ip: ip.parse().ok()?,
-            endpoint: ep.parse().ok()?,
-        })
-    }
-}
 
 /// One endpoint as published by its node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -339,38 +307,6 @@ impl Gossip {
             .await
     }
 
-    /// Publish this node's WireGuard identity.
-    pub async fn publish_wg(&self, info: &WgInfo) {
-        let v = info.value();
-        self.handle
-            .with_chitchat(|c| c.self_node_state().set(WG_KEY, v.clone()))
-            .await;
-    }
-
-    /// WireGuard identities of the other live nodes, sorted by node id.
-    pub async fn wg_peers(&self) -> Vec<(String, WgInfo)> {
-        let me = self.node_id.clone();
-        self.handle
-            .with_chitchat(|c| {
-                let mut out = Vec::new();
-                for id in c.live_nodes() {
-                    if *id.node_id == *me {
-                        continue;
-                    }
-                    if let Some(info) = c
-                        .node_state(id)
-                        .and_then(|st| st.get(WG_KEY))
-                        .and_then(WgInfo::parse)
-                    {
-                        out.push((id.node_id.to_string(), info));
-                    }
-                }
-                out.sort();
-                out
-            })
-            .await
-    }
-
     /// Ids and addresses of the nodes currently considered alive (including this one).
     pub async fn live_nodes(&self) -> Vec<(String, SocketAddr)> {
         self.handle
@@ -508,18 +444,6 @@ mod tests {
             parse_endpoint("ep/net1/999.0.0.5", "02:42:0a:00:00:05,1.2.3.4"),
             None
         );
-    }
-
-    #[test]
-    fn wg_info_round_trip() {
-        let i = WgInfo {
-            public_key: crate::wireguard::KeyPair::generate().public_base64(),
-            tunnel_ip: Ipv4Addr::new(100, 64, 0, 7),
-            endpoint: "192.0.2.1:51820".parse().unwrap(),
-        };
-        assert_eq!(WgInfo::parse(&i.value()), Some(i));
-        assert_eq!(WgInfo::parse("short,100.64.0.1,192.0.2.1:1"), None);
-        assert_eq!(WgInfo::parse("a,b"), None);
     }
 
     #[test]

@@ -348,39 +348,30 @@ pub fn build_ruleset(table: &str, st: &DesiredState) -> Result<Nftables<'static>
         Some(NfHook::Postrouting),
         100,
     )));
-    // Filter chains only hold the rejects of ports without backends. A base chain is called
-    // for every packet even when empty, so it exists only while it has rules.
+    // Filter chains only hold the rejects of ports without backends, raw chains (priority
+    // -300: before conntrack sees the packet) the untracked ports. A base chain is called for
+    // every packet even when empty, so each exists only while it has rules.
     let rejects = st.vips.iter().any(|v| v.backends.is_empty())
         || st.vips_all.iter().any(|v| v.backends.is_empty())
         || st.ingress.iter().any(|i| i.backends.is_empty());
-    if rejects {
-        for (name, hook) in [
-            ("filter-input", NfHook::Input),
-            ("filter-forward", NfHook::Forward),
-            ("filter-output", NfHook::Output),
-        ] {
-            b.add(NfListObject::Chain(chain(
-                name,
-                Some(NfChainType::Filter),
-                Some(hook),
-                0,
-            )));
-        }
-    }
-
-    if !st.notrack_udp.is_empty() {
-        // Raw priority (-300): before conntrack sees the packet.
-        for (name, hook) in [
-            ("raw-prerouting", NfHook::Prerouting),
-            ("raw-output", NfHook::Output),
-        ] {
-            b.add(NfListObject::Chain(chain(
-                name,
-                Some(NfChainType::Filter),
-                Some(hook),
-                -300,
-            )));
-        }
+    let filter_chains = [
+        ("filter-input", NfHook::Input, 0),
+        ("filter-forward", NfHook::Forward, 0),
+        ("filter-output", NfHook::Output, 0),
+    ];
+    let raw_chains = [
+        ("raw-prerouting", NfHook::Prerouting, -300),
+        ("raw-output", NfHook::Output, -300),
+    ];
+    let filter_chains = filter_chains.iter().filter(|_| rejects);
+    let raw_chains = raw_chains.iter().filter(|_| !st.notrack_udp.is_empty());
+    for (name, hook, prio) in filter_chains.chain(raw_chains) {
+        b.add(NfListObject::Chain(chain(
+            name,
+            Some(NfChainType::Filter),
+            Some(*hook),
+            *prio,
+        )));
     }
 
     let mut rule = |chain: &str, expr: Vec<Statement<'static>>, comment: Option<String>| {

@@ -14,6 +14,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -269,7 +270,7 @@ impl Drop for WgDevice {
 }
 
 /// Socket buffer size for the device's UDP sockets.
-const SOCKET_BUFFER: libc::c_int = 4 << 20;
+const SOCKET_BUFFER: usize = 4 << 20;
 
 /// boringtun opens its UDP sockets with the default receive buffer (~200 KiB), which overflows
 /// within a millisecond of a busy tunnel: measured, ~9 % of the packets of one TCP stream were
@@ -277,33 +278,24 @@ const SOCKET_BUFFER: libc::c_int = 4 << 20;
 /// this process's UDP sockets bound to `port` and raises their buffers (SO_RCVBUFFORCE needs
 /// CAP_NET_ADMIN, which the daemon has). Returns how many sockets it changed.
 pub fn enlarge_udp_buffers(port: u16) -> usize {
+    use nix::sys::socket::{setsockopt, sockopt};
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return 0;
     };
     let mut changed = 0;
     for fd in dir
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<libc::c_int>().ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<RawFd>().ok())
     {
+        // SAFETY: the fd was open in this process a moment ago; at worst it is closed or
+        // reused meanwhile, and the socket calls below then fail or skip it.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         if udp_port(fd) != Some(port) {
             continue;
         }
-        let mut ok = true;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-            // SAFETY: setsockopt on an fd of this process with a c_int value of the right size;
-            // a stale fd only makes the call fail.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&SOCKET_BUFFER as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            ok &= r == 0;
-        }
-        if ok {
+        if setsockopt(&fd, sockopt::RcvBufForce, &SOCKET_BUFFER).is_ok()
+            && setsockopt(&fd, sockopt::SndBufForce, &SOCKET_BUFFER).is_ok()
+        {
             changed += 1;
         }
     }
@@ -311,50 +303,15 @@ pub fn enlarge_udp_buffers(port: u16) -> usize {
 }
 
 /// The local port of `fd` when it is a UDP (datagram, IPv4 or IPv6) socket.
-fn udp_port(fd: libc::c_int) -> Option<u16> {
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `ty`; a non-socket fd fails.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 || ty != libc::SOCK_DGRAM {
+fn udp_port(fd: BorrowedFd<'_>) -> Option<u16> {
+    use nix::sys::socket::{SockType, SockaddrStorage, getsockname, getsockopt, sockopt};
+    if getsockopt(&fd, sockopt::SockType).ok()? != SockType::Datagram {
         return None;
     }
-    // SAFETY: sockaddr_storage is plain data, valid zeroed; getsockname writes at most `len`.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let r = unsafe {
-        libc::getsockname(
-            fd,
-            (&mut ss as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return None;
-    }
-    match libc::c_int::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: &libc::sockaddr_in =
-                unsafe { &*(&ss as *const libc::sockaddr_storage).cast() };
-            Some(u16::from_be(sin.sin_port))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: &libc::sockaddr_in6 =
-                unsafe { &*(&ss as *const libc::sockaddr_storage).cast() };
-            Some(u16::from_be(sin6.sin6_port))
-        }
-        _ => None,
-    }
+    let addr: SockaddrStorage = getsockname(fd.as_raw_fd()).ok()?;
+    addr.as_sockaddr_in()
+        .map(|a| a.port())
+        .or_else(|| addr.as_sockaddr_in6().map(|a| a.port()))
 }
 
 fn hex_to_b64(h: &str) -> Option<String> {
@@ -500,33 +457,15 @@ mod tests {
         let port = sock.local_addr().unwrap().port();
         let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let rcvbuf = |s: &std::net::UdpSocket| {
-            use std::os::fd::AsRawFd;
-            let mut v: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: getsockopt into a c_int of the given size.
-            unsafe {
-                libc::getsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVBUF,
-                    (&mut v as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            v
+            nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::RcvBuf).unwrap()
         };
         let before = rcvbuf(&other);
-        assert_eq!(udp_port(sock_fd(&sock)), Some(port));
+        assert_eq!(udp_port(std::os::fd::AsFd::as_fd(&sock)), Some(port));
         if nix::unistd::geteuid().is_root() {
             assert_eq!(enlarge_udp_buffers(port), 1);
             // The kernel doubles the value for its bookkeeping.
             assert!(rcvbuf(&sock) >= SOCKET_BUFFER, "{}", rcvbuf(&sock));
             assert_eq!(rcvbuf(&other), before, "other sockets are left alone");
         }
-    }
-
-    fn sock_fd(s: &std::net::UdpSocket) -> libc::c_int {
-        use std::os::fd::AsRawFd;
-        s.as_raw_fd()
     }
 }
