@@ -96,14 +96,11 @@ impl Session {
                     }
                 };
                 let mut client = DispatcherClient::new(channel);
+                if let Some(u) = updates.as_mut() {
+                    description_json = u.borrow_and_update().clone();
+                }
                 let req = HeartbeatRequest {
-                    description_json: match updates.as_mut() {
-                        Some(u) => {
-                            description_json = u.borrow_and_update().clone();
-                            description_json.clone()
-                        }
-                        None => description_json.clone(),
-                    },
+                    description_json: description_json.clone(),
                     addr: cfg.advertise_addr.clone(),
                 };
                 let res = tokio::time::timeout(RPC_TIMEOUT, client.heartbeat(req)).await;
@@ -186,5 +183,37 @@ async fn description_changed(updates: &mut Option<watch::Receiver<Vec<u8>>>) -> 
     match updates {
         Some(u) => u.changed().await.is_ok(),
         None => std::future::pending().await,
+    }
+}
+
+/// Keeps a stream open to the leader the session names until `stop` turns true: `follow` runs
+/// on a channel to the current leader (with a copy of `stop` to end on); when it ends or fails
+/// (logged with `what`), the next try comes after half a second, or at once when the leader
+/// changes.
+pub async fn follow_leader<Fut>(
+    channels: ChannelFactory,
+    mut leader: watch::Receiver<SessionState>,
+    mut stop: watch::Receiver<bool>,
+    what: &str,
+    mut follow: impl FnMut(Channel, watch::Receiver<bool>) -> Fut,
+) where
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let target = leader.borrow().manager.clone();
+        if let Some(addr) = target
+            && let Ok(ch) = channels(&addr)
+            && let Err(e) = follow(ch, stop.clone()).await
+        {
+            tracing::debug!("{what} from {addr} ended: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = leader.changed() => {}
+            _ = stop.changed() => {}
+        }
     }
 }

@@ -3,12 +3,11 @@
 //! to the node's data plane. The last set stays in force while no manager answers, so running
 //! tunnels keep working through a leader change.
 
-use crate::session::{ChannelFactory, SessionState};
+use crate::session::{ChannelFactory, SessionState, follow_leader};
 use shoal_proto::dispatcher::{
     WireGuardPeerSet, WireGuardPeersRequest, dispatcher_client::DispatcherClient,
 };
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// One node's WireGuard identity, as the managers know it.
@@ -40,31 +39,25 @@ pub fn entries(set: &WireGuardPeerSet) -> Vec<WgPeerEntry> {
         .collect()
 }
 
-/// Follow the managers' peer set until `stop` turns true. The receiver holds `None` until the
-/// first set arrives, then always the latest one.
+/// Follow the managers' peer set until `stop` turns true (or the receiver is dropped). The
+/// receiver holds `None` until the first set arrives, then always the latest one.
 pub fn start(
     channels: ChannelFactory,
-    mut leader: watch::Receiver<SessionState>,
-    mut stop: watch::Receiver<bool>,
+    leader: watch::Receiver<SessionState>,
+    stop: watch::Receiver<bool>,
 ) -> watch::Receiver<Option<Vec<WgPeerEntry>>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        loop {
-            if *stop.borrow() || tx.is_closed() {
-                return;
-            }
-            let target = leader.borrow().manager.clone();
-            if let Some(addr) = target
-                && let Ok(ch) = channels(&addr)
-                && let Err(e) = follow(ch, &tx, &mut stop).await
-            {
-                tracing::debug!("WireGuard peer stream from {addr} ended: {e}");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = leader.changed() => {}
-                _ = stop.changed() => {}
-            }
+        let streams = follow_leader(
+            channels,
+            leader,
+            stop,
+            "WireGuard peer stream",
+            |ch, stop| follow(ch, tx.clone(), stop),
+        );
+        tokio::select! {
+            _ = streams => {}
+            _ = tx.closed() => {}
         }
     });
     rx
@@ -72,8 +65,8 @@ pub fn start(
 
 async fn follow(
     ch: tonic::transport::Channel,
-    tx: &watch::Sender<Option<Vec<WgPeerEntry>>>,
-    stop: &mut watch::Receiver<bool>,
+    tx: watch::Sender<Option<Vec<WgPeerEntry>>>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::Status> {
     let mut stream = DispatcherClient::new(ch)
         .wire_guard_peers(WireGuardPeersRequest {})
