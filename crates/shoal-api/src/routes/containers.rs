@@ -143,17 +143,7 @@ async fn attach(
     let out = b.container_attach(&id, opts).await?;
     let fmt = LogFormat::default();
     match on_upgrade.filter(|_| wants_upgrade) {
-        Some(on_upgrade) => {
-            let ct = if out.tty { RAW_STREAM } else { MULTIPLEXED };
-            tokio::spawn(pump_upgraded(on_upgrade, out, fmt, None));
-            let mut r = Response::new(axum::body::Body::empty());
-            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = r.headers_mut();
-            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            Ok(r)
-        }
+        Some(on_upgrade) => Ok(upgraded(on_upgrade, out, fmt, None)),
         None => Ok(logs_response(out.lines, fmt, out.tty)),
     }
 }
@@ -242,22 +232,30 @@ async fn exec_start(
     }
     let fmt = LogFormat::default();
     match upgrade {
-        Some(on_upgrade) => {
-            let ct = if out.tty { RAW_STREAM } else { MULTIPLEXED };
-            tokio::spawn(pump_upgraded(on_upgrade, out, fmt, stdin_tx));
-            let mut r = Response::new(axum::body::Body::empty());
-            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = r.headers_mut();
-            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            Ok(r)
-        }
+        Some(on_upgrade) => Ok(upgraded(on_upgrade, out, fmt, stdin_tx)),
         None => Ok(logs_response(out.lines, fmt, out.tty)),
     }
 }
 
-/// Writes exec output onto the upgraded connection, then closes our side; what the client
+/// Answers `101 Switching Protocols` and pumps the session over the upgraded connection.
+fn upgraded(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    out: Logs,
+    fmt: LogFormat,
+    stdin: Option<tokio::sync::mpsc::Sender<Result<bytes::Bytes, ApiError>>>,
+) -> Response {
+    let ct = if out.tty { RAW_STREAM } else { MULTIPLEXED };
+    tokio::spawn(pump_upgraded(on_upgrade, out, fmt, stdin));
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}
+
+/// Writes the output onto the upgraded connection, then closes our side; what the client
 /// writes goes to `stdin` until it half-closes the connection.
 async fn pump_upgraded(
     on_upgrade: hyper::upgrade::OnUpgrade,
