@@ -71,12 +71,12 @@ fn dir(data_root: &Path) -> PathBuf {
     data_root.join(DIR)
 }
 
-/// Every attachment recorded on this node (unreadable files are skipped with a warning).
-pub fn records(data_root: &Path) -> Vec<Record> {
+/// The records on disk (unreadable files are skipped with a warning).
+fn load(data_root: &Path) -> BTreeMap<String, Record> {
     let Ok(rd) = std::fs::read_dir(dir(data_root)) else {
-        return Vec::new();
+        return BTreeMap::new();
     };
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for e in rd.flatten() {
         let p = e.path();
         if p.extension().is_none_or(|x| x != "json") {
@@ -86,31 +86,45 @@ pub fn records(data_root: &Path) -> Vec<Record> {
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()))
         {
-            Ok(r) => out.push(r),
+            Ok(r) => {
+                out.insert(r.attachment_id.clone(), r);
+            }
             Err(e) => tracing::warn!(file = %p.display(), "unreadable attachment record: {e}"),
         }
     }
     out
 }
 
+/// The records of each data root, read from disk once: `save` and `forget` are the only
+/// writers, and container start/stop, `ps`, `inspect` and the agent all look them up.
+static RECORDS: Mutex<BTreeMap<PathBuf, BTreeMap<String, Record>>> = Mutex::new(BTreeMap::new());
+
+fn with_records<T>(data_root: &Path, f: impl FnOnce(&mut BTreeMap<String, Record>) -> T) -> T {
+    let mut all = RECORDS.lock().unwrap_or_else(|p| p.into_inner());
+    let recs = all
+        .entry(data_root.to_path_buf())
+        .or_insert_with(|| load(data_root));
+    f(recs)
+}
+
+/// Every attachment recorded on this node.
+pub fn records(data_root: &Path) -> Vec<Record> {
+    with_records(data_root, |r| r.values().cloned().collect())
+}
+
 /// Attachment IDs recorded on this node: their namespaces are not leftovers.
 pub fn persisted_ids(data_root: &Path) -> Vec<String> {
-    records(data_root)
-        .into_iter()
-        .map(|r| r.attachment_id)
-        .collect()
+    with_records(data_root, |r| r.keys().cloned().collect())
 }
 
 fn by_container(data_root: &Path, container: &str) -> Option<Record> {
-    records(data_root)
-        .into_iter()
-        .find(|r| r.container_id == container)
+    with_records(data_root, |r| {
+        r.values().find(|r| r.container_id == container).cloned()
+    })
 }
 
 fn by_attachment(data_root: &Path, id: &str) -> Option<Record> {
-    records(data_root)
-        .into_iter()
-        .find(|r| r.attachment_id == id)
+    with_records(data_root, |r| r.get(id).cloned())
 }
 
 fn save(data_root: &Path, r: &Record) -> std::io::Result<()> {
@@ -118,11 +132,16 @@ fn save(data_root: &Path, r: &Record) -> std::io::Result<()> {
     std::fs::create_dir_all(&d)?;
     let tmp = d.join(format!(".{}.tmp", r.attachment_id));
     std::fs::write(&tmp, serde_json::to_vec(r)?)?;
-    std::fs::rename(tmp, d.join(format!("{}.json", r.attachment_id)))
+    std::fs::rename(tmp, d.join(format!("{}.json", r.attachment_id)))?;
+    with_records(data_root, |recs| {
+        recs.insert(r.attachment_id.clone(), r.clone())
+    });
+    Ok(())
 }
 
 fn forget(data_root: &Path, attachment_id: &str) {
     let _ = std::fs::remove_file(dir(data_root).join(format!("{attachment_id}.json")));
+    with_records(data_root, |recs| recs.remove(attachment_id));
 }
 
 /// Containers whose records this process published (running) or withdrew (stopped).

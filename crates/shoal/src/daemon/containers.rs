@@ -286,9 +286,16 @@ pub async fn create(d: &Daemon, name: Option<String>, body: Value) -> Result<Val
             return Err(api_error(e));
         }
     };
-    if let Some(p) = attached
-        && let Err(e) = super::attach::bind(d, p, &id).await
-    {
+    // The container exists now: bind its network endpoint, or remove it again.
+    let bound = match (attached, &endpoint) {
+        (Some(p), _) => super::attach::bind(d, p, &id).await,
+        (None, Some((br, ep))) => br
+            .bind(&ep.key, &id)
+            .await
+            .map_err(|e| ApiError::internal(format!("{e:#}"))),
+        (None, None) => Ok(()),
+    };
+    if let Err(e) = bound {
         let _ = d
             .runtime
             .remove(
@@ -299,23 +306,10 @@ pub async fn create(d: &Daemon, name: Option<String>, body: Value) -> Result<Val
                 },
             )
             .await;
+        if let Some((br, _)) = &endpoint {
+            br.gc(&live_ids(&d.runtime)).await;
+        }
         return Err(e);
-    }
-    if let Some((br, ep)) = &endpoint
-        && let Err(e) = br.bind(&ep.key, &id).await
-    {
-        let _ = d
-            .runtime
-            .remove(
-                &id,
-                RemoveOptions {
-                    force: true,
-                    volumes: true,
-                },
-            )
-            .await;
-        br.gc(&live_ids(&d.runtime)).await;
-        return Err(ApiError::internal(format!("{e:#}")));
     }
     Ok(json!({"Id": id, "Warnings": warnings}))
 }

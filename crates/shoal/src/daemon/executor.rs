@@ -13,7 +13,7 @@ use shoal_runtime::container::{
 };
 use shoal_runtime::image::{Reference, registry::no_progress};
 use shoal_types::task::NetworkAttachment;
-use shoal_types::task_spec::{ContainerSpec, MountType};
+use shoal_types::task_spec::{ContainerSpec, FileTarget, MountType};
 use shoal_types::{Config, Secret, Task};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,6 +29,13 @@ pub struct ContainerExecutor {
     netplane_error: String,
     /// For config/secret templates' `.Node.Hostname`.
     node_hostname: String,
+}
+
+/// A secret's or config's file name in the container: its own, else the object's name.
+fn file_name_or<'a>(file: Option<&'a FileTarget>, object_name: &'a str) -> &'a str {
+    file.map(|f| f.name.as_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(object_name)
 }
 
 fn fatal(e: impl std::fmt::Display) -> ExecError {
@@ -91,23 +98,19 @@ impl ContainerExecutor {
     ) -> TemplateInputs<'a> {
         let secret_files = spec.secrets.iter().filter_map(|r| {
             let s = secrets.iter().find(|s| s.id == r.secret_id)?;
-            let target = r.file.as_ref().map(|f| f.name.clone()).unwrap_or_default();
-            let target = if target.is_empty() {
-                r.secret_name.clone()
-            } else {
-                target
-            };
-            Some((target, s.spec.data.as_deref().unwrap_or_default()))
+            let target = file_name_or(r.file.as_ref(), &r.secret_name);
+            Some((
+                target.to_string(),
+                s.spec.data.as_deref().unwrap_or_default(),
+            ))
         });
         let config_files = spec.configs.iter().filter_map(|r| {
             let c = configs.iter().find(|c| c.id == r.config_id)?;
-            let target = r.file.as_ref().map(|f| f.name.clone()).unwrap_or_default();
-            let target = if target.is_empty() {
-                r.config_name.clone()
-            } else {
-                target
-            };
-            Some((target, c.spec.data.as_deref().unwrap_or_default()))
+            let target = file_name_or(r.file.as_ref(), &r.config_name);
+            Some((
+                target.to_string(),
+                c.spec.data.as_deref().unwrap_or_default(),
+            ))
         });
         TemplateInputs {
             node_hostname: &self.node_hostname,
@@ -209,12 +212,8 @@ impl ContainerExecutor {
                     r.secret_name
                 )));
             };
+            let name = file_name_or(r.file.as_ref(), &r.secret_name).to_string();
             let f = r.file.clone().unwrap_or_default();
-            let name = if f.name.is_empty() {
-                r.secret_name.clone()
-            } else {
-                f.name
-            };
             files.push(SecretFile {
                 data: templating::render(
                     s.spec.templating.as_ref().map(|d| d.name.as_str()),
@@ -238,17 +237,11 @@ impl ContainerExecutor {
                 )));
             };
             let Some(f) = r.file.clone() else { continue };
-            let target = if f.name.starts_with('/') {
-                f.name
+            let name = file_name_or(Some(&f), &r.config_name);
+            let target = if name.starts_with('/') {
+                name.to_string()
             } else {
-                format!(
-                    "/{}",
-                    if f.name.is_empty() {
-                        &r.config_name
-                    } else {
-                        &f.name
-                    }
-                )
+                format!("/{name}")
             };
             files.push(SecretFile {
                 data: templating::render(

@@ -217,24 +217,37 @@ impl Images {
         Ok(UnboundedReceiverStream::new(rx).boxed())
     }
 
-    /// `docker load`: the body is spooled to a temp file, then loaded all-or-nothing.
-    pub async fn load(&self, mut archive: ByteStream) -> Result<ProgressStream, ApiError> {
+    /// Spools `body` to a temp file in the store (archives can be large), then runs `f` on
+    /// the store and that file off the async threads. `what` names the body in errors.
+    pub async fn spool_then<T: Send + 'static>(
+        &self,
+        what: &str,
+        mut body: ByteStream,
+        f: impl FnOnce(&ImageStore, &mut std::fs::File) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let mut tmp = tempfile::NamedTempFile::new_in(self.store.root())
-            .map_err(|e| ApiError::internal(format!("spooling the archive: {e}")))?;
-        while let Some(chunk) = archive.next().await {
+            .map_err(|e| ApiError::internal(format!("spooling the {what}: {e}")))?;
+        while let Some(chunk) = body.next().await {
             let chunk = chunk?;
             tmp.write_all(&chunk)
-                .map_err(|e| ApiError::internal(format!("spooling the archive: {e}")))?;
+                .map_err(|e| ApiError::internal(format!("spooling the {what}: {e}")))?;
         }
         let store = self.store.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let mut f = std::fs::File::open(tmp.path())?;
-            Ok::<_, std::io::Error>(store.load(&mut f))
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(tmp.path())?;
+            Ok::<_, std::io::Error>(f(&store, &mut file))
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(api_error)?;
+        .map_err(|e| ApiError::internal(format!("reading the {what}: {e}")))
+    }
+
+    /// `docker load`: the body is spooled to a temp file, then loaded all-or-nothing.
+    pub async fn load(&self, archive: ByteStream) -> Result<ProgressStream, ApiError> {
+        let loaded = self
+            .spool_then("archive", archive, |store, f| store.load(f))
+            .await?
+            .map_err(api_error)?;
         let mut msgs = Vec::new();
         for img in loaded {
             if img.tags.is_empty() {

@@ -267,17 +267,7 @@ impl Wg {
                 fresh.push(w.clone());
             }
         }
-        if !fresh.is_empty() {
-            self.probe(fresh.iter());
-            let now = Instant::now();
-            self.awaiting
-                .retain(|a| !fresh.iter().any(|f| f.node_id == a.peer.node_id));
-            self.awaiting.extend(fresh.into_iter().map(|peer| Awaiting {
-                peer,
-                since: now,
-                reprobes: 0,
-            }));
-        }
+        self.await_handshakes(fresh);
         self.awaiting
             .retain(|a| want.iter().any(|w| w.public_key == a.peer.public_key));
         if ok {
@@ -287,19 +277,25 @@ impl Wg {
 
     /// Our own key changed: every session is gone; start the new handshakes now.
     fn expect_handshakes_with_all(&mut self) {
-        let all = self.applied.clone();
-        self.probe(all.iter());
+        self.awaiting.clear();
+        self.await_handshakes(self.applied.clone());
+    }
+
+    /// Probe `peers` (new keys) and follow their handshakes, replacing what was awaited of
+    /// the same nodes.
+    fn await_handshakes(&mut self, peers: Vec<WgPeerEntry>) {
+        if peers.is_empty() {
+            return;
+        }
+        self.probe(peers.iter());
         let now = Instant::now();
-        self.awaiting = self
-            .applied
-            .iter()
-            .cloned()
-            .map(|peer| Awaiting {
-                peer,
-                since: now,
-                reprobes: 0,
-            })
-            .collect();
+        self.awaiting
+            .retain(|a| !peers.iter().any(|f| f.node_id == a.peer.node_id));
+        self.awaiting.extend(peers.into_iter().map(|peer| Awaiting {
+            peer,
+            since: now,
+            reprobes: 0,
+        }));
     }
 
     fn recheck(&mut self) -> bool {

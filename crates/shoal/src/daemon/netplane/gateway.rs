@@ -5,12 +5,11 @@
 //! on their connected routes over the overlays. The bridge is made with the first task and
 //! removed with the last.
 
-use super::{NetPlane, State, TaskNet};
+use super::{NetPlane, State, TaskNet, lowest_free, saved_index};
 use anyhow::{Result, anyhow, bail};
 use ipnet::Ipv4Net;
 use shoal_net::Mac;
 use shoal_net::bridge_net::{self, AttachSpec, Attachment};
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -83,11 +82,7 @@ impl NetPlane {
             .map_err(|e| anyhow!("{e}"))?;
         let path = tn.netns_path();
         let file = self.gw_file(&tn.task.id);
-        if adopt
-            && let Some(index) = std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-        {
+        if adopt && let Some(index) = saved_index(&file) {
             let ip = container_ip(index)?;
             let (host_if, _) = bridge_net::veth_names(&path, GW_IFNAME, ip);
             if self.host.link(&host_if).await?.is_some() {
@@ -106,12 +101,12 @@ impl NetPlane {
                 });
             }
         }
-        let used: BTreeSet<u32> = st
-            .tasks
-            .values()
-            .filter_map(|t| t.gw.as_ref().map(|g| g.index))
-            .collect();
-        let index = (0u32..).find(|i| !used.contains(i)).unwrap_or(0);
+        let index = lowest_free(
+            st.tasks
+                .values()
+                .filter_map(|t| t.gw.as_ref())
+                .map(|g| g.index),
+        );
         let spec = AttachSpec {
             netns: path,
             ifname: GW_IFNAME.to_string(),
@@ -124,8 +119,7 @@ impl NetPlane {
         let attachment = bridge_net::attach(&self.host, &bridge, &spec)
             .await
             .map_err(|e| anyhow!("gateway link: {e}"))?;
-        std::fs::create_dir_all(&self.state_dir)?;
-        std::fs::write(&file, index.to_string())?;
+        self.save_index(&file, index)?;
         Ok(GwLink { index, attachment })
     }
 

@@ -394,8 +394,7 @@ impl NetPlane {
                 }
             }
         }
-        st.dirty = true;
-        self.wake.notify_one();
+        self.changed(&mut st);
         let pending = st.node_attachments.clone();
         drop(st);
         if !pending.is_empty() {
@@ -482,8 +481,7 @@ impl NetPlane {
         match self.wire_task(&mut st, &mut tn, false).await {
             Ok(()) => {
                 st.tasks.insert(task.id.clone(), tn);
-                st.dirty = true;
-                self.wake.notify_one();
+                self.changed(&mut st);
                 Ok(TaskNetwork {
                     netns_path: path,
                     resolv_conf: shoal_net::dns::resolv_conf(IpAddr::V4(DNS_ADDR), &[], Some(0)),
@@ -561,6 +559,19 @@ impl NetPlane {
         Ok(())
     }
 
+    /// Marks the state changed and wakes the sync loop to apply it now.
+    fn changed(&self, st: &mut State) {
+        st.dirty = true;
+        self.wake.notify_one();
+    }
+
+    /// Keeps a task's link number (host-port link, gateway link) for a restarted daemon.
+    fn save_index(&self, file: &Path, index: u32) -> Result<()> {
+        std::fs::create_dir_all(&self.state_dir)?;
+        std::fs::write(file, index.to_string())?;
+        Ok(())
+    }
+
     fn link_file(&self, task_id: &str) -> PathBuf {
         self.state_dir.join(format!("{task_id}.hostlink"))
     }
@@ -569,22 +580,18 @@ impl NetPlane {
     /// lowest free number.
     async fn host_link(&self, st: &State, tn: &TaskNet, adopt: bool) -> Result<HostLink> {
         let file = self.link_file(&tn.task.id);
-        if adopt
-            && let Some(idx) = std::fs::read_to_string(&file)
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-        {
+        if adopt && let Some(idx) = saved_index(&file) {
             let link = HostLink::new(idx)?;
             if self.host.link(&link.ifname).await?.is_some() {
                 return Ok(link);
             }
         }
-        let used: BTreeSet<u32> = st
-            .tasks
-            .values()
-            .filter_map(|t| t.host_link.as_ref().map(|l| l.index))
-            .collect();
-        let idx = (0u32..).find(|i| !used.contains(i)).unwrap_or(0);
+        let idx = lowest_free(
+            st.tasks
+                .values()
+                .filter_map(|t| t.host_link.as_ref())
+                .map(|l| l.index),
+        );
         let link = HostLink::new(idx)?;
         let path = tn.netns_path();
         let peer = format!("shgp{idx:04x}");
@@ -608,8 +615,7 @@ impl NetPlane {
             let _ = self.host.delete_link(&link.ifname).await;
             bail!("host-port link: {e}");
         }
-        std::fs::create_dir_all(&self.state_dir)?;
-        std::fs::write(&file, idx.to_string())?;
+        self.save_index(&file, idx)?;
         bridge_net::set_sysctl(Some(&self.host_netns), "net/ipv4/ip_forward", "1")
             .map_err(|e| anyhow!("{e}"))?;
         Ok(link)
@@ -665,8 +671,7 @@ impl NetPlane {
             },
         );
         st.applied_remotes.remove(&p.network_id);
-        st.dirty = true;
-        self.wake.notify_one();
+        self.changed(st);
         Ok(())
     }
 
@@ -718,8 +723,7 @@ impl NetPlane {
         for p in &tn.plans {
             self.drop_overlay_user(st, &p.network_id, &tn.task.id).await;
         }
-        st.dirty = true;
-        self.wake.notify_one();
+        self.changed(st);
     }
 
     /// The container of a prepared task exists now.
@@ -773,8 +777,7 @@ impl NetPlane {
             }
         }
         tn.published = records;
-        st.dirty = true;
-        self.wake.notify_one();
+        self.changed(&mut st);
     }
 
     /// Withdraw the records of a container that stops or stopped; returns whether any were
@@ -795,8 +798,7 @@ impl NetPlane {
                 let _ = g.withdraw_record(&r.network, r.ip).await;
             }
         }
-        st.dirty = true;
-        self.wake.notify_one();
+        self.changed(&mut st);
         !records.is_empty()
     }
 
@@ -834,8 +836,7 @@ impl NetPlane {
                 return Err(e);
             }
             st.tasks.insert(task.id.clone(), tn);
-            st.dirty = true;
-            self.wake.notify_one();
+            self.changed(&mut st);
         }
         if running {
             self.container_running(container).await;
@@ -887,8 +888,7 @@ impl NetPlane {
                     attachment: att,
                 });
                 st.applied_mesh = None;
-                st.dirty = true;
-                self.wake.notify_one();
+                self.changed(&mut st);
             }
             Err(e) => tracing::error!("setting up the routing mesh: {e:#}"),
         }
@@ -937,8 +937,7 @@ impl NetPlane {
         self.drop_overlay_user(st, &ing.plan.network_id, NODE_USER)
             .await;
         st.applied_mesh = None;
-        st.dirty = true;
-        self.wake.notify_one();
+        self.changed(st);
     }
 }
 
@@ -988,6 +987,17 @@ async fn delete_table(netns: Option<PathBuf>, table: &str) -> Result<()> {
         .await
         .map_err(|e| anyhow!("nft thread: {e}"))?
         .map_err(|e| anyhow!("{e}"))
+}
+
+/// A link number kept by [`NetPlane::save_index`].
+fn saved_index(file: &Path) -> Option<u32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// The lowest link number not in `used`.
+fn lowest_free(used: impl Iterator<Item = u32>) -> u32 {
+    let used: BTreeSet<u32> = used.collect();
+    (0u32..).find(|i| !used.contains(i)).unwrap_or(0)
 }
 
 #[cfg(test)]

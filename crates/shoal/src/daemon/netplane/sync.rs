@@ -4,6 +4,7 @@
 //! round and a restarted daemon converges the same way.
 
 use super::{LB_TABLE, MESH_TABLE, NetPlane, NetView, apply_table, plan};
+use futures::StreamExt;
 use shoal_net::gossip::{NodeRecord, RemoteEndpoint};
 use shoal_types::network::{EndpointResource, PeerInfo};
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +17,7 @@ use tokio::sync::Notify;
 /// compared, tables only rewritten on a change). Remote changes wait for gossip and then for
 /// this period; local ones wake the loop at once.
 const PERIOD: Duration = Duration::from_millis(100);
-/// VIP tables written at once.
+/// VIP tables written at once (each is an `nft` run).
 const LB_PARALLEL: usize = 8;
 
 pub(super) async fn run(np: Weak<NetPlane>, wake: Arc<Notify>) {
@@ -146,25 +147,22 @@ impl NetPlane {
             .collect();
         // Each table is an `nft` run: several at once, so the last container does not wait
         // for all the others (a dead backend leaves every VIP table at about the same time).
-        for batch in jobs.chunks(LB_PARALLEL) {
-            let results =
-                futures::future::join_all(batch.iter().map(|(id, path, want)| async move {
-                    (
-                        id,
-                        want,
-                        apply_table(Some(path.clone()), LB_TABLE, want).await,
-                    )
-                }))
-                .await;
-            for (id, want, r) in results {
-                match r {
-                    Ok(()) => {
-                        st.applied_lb.insert(id.clone(), want.clone());
-                    }
-                    Err(e) => {
-                        tracing::warn!(task = %id, "VIP table: {e:#}");
-                        st.dirty = true;
-                    }
+        let results: Vec<_> = futures::stream::iter(jobs)
+            .map(|(id, path, want)| async move {
+                let r = apply_table(Some(path), LB_TABLE, &want).await;
+                (id, want, r)
+            })
+            .buffer_unordered(LB_PARALLEL)
+            .collect()
+            .await;
+        for (id, want, r) in results {
+            match r {
+                Ok(()) => {
+                    st.applied_lb.insert(id, want);
+                }
+                Err(e) => {
+                    tracing::warn!(task = %id, "VIP table: {e:#}");
+                    st.dirty = true;
                 }
             }
         }
