@@ -163,11 +163,16 @@ async fn feed_tty(w: Arc<File>, mut input: ExecInputStream) {
 }
 
 /// Opens a pseudo-terminal for runc's stdio: runc finds its host console there, puts it in raw
-/// mode and relays it to the container's terminal. Returns (our side, runc's side).
-fn open_tty() -> Result<(File, File)> {
-    let pty = nix::pty::openpty(None, None)
-        .map_err(|e| Error::Runtime(format!("opening a terminal for exec: {e}")))?;
-    Ok((File::from(pty.master), File::from(pty.slave)))
+/// mode and relays it to the container's terminal. Returns our side and runc's side as its
+/// stdin, stdout and stderr.
+fn open_tty() -> Result<(File, [File; 3])> {
+    let failed =
+        |e: &dyn std::fmt::Display| Error::Runtime(format!("opening a terminal for exec: {e}"));
+    let pty = nix::pty::openpty(None, None).map_err(|e| failed(&e))?;
+    let input = File::from(pty.slave);
+    let output = input.try_clone().map_err(|e| failed(&e))?;
+    let errors = input.try_clone().map_err(|e| failed(&e))?;
+    Ok((File::from(pty.master), [input, output, errors]))
 }
 
 fn set_winsize(f: &File, height: u16, width: u16) -> Result<()> {
@@ -303,24 +308,16 @@ impl Runtime {
             };
         let stdin = stdin.filter(|_| spec.attach_stdin);
         let tty = if spec.opts.tty {
-            let (master, slave) = match open_tty().and_then(|(m, s)| {
-                let (s2, s3) = (s.try_clone(), s.try_clone());
-                match (s2, s3) {
-                    (Ok(s2), Ok(s3)) => Ok((m, (s, s2, s3))),
-                    (Err(e), _) | (_, Err(e)) => {
-                        Err(Error::Runtime(format!("opening a terminal for exec: {e}")))
-                    }
-                }
-            }) {
+            let (master, [input, output, errors]) = match open_tty() {
                 Ok(t) => t,
                 Err(e) => {
                     fail(self, 126);
                     return Err(e);
                 }
             };
-            cmd.stdin(Stdio::from(slave.0))
-                .stdout(Stdio::from(slave.1))
-                .stderr(Stdio::from(slave.2));
+            cmd.stdin(Stdio::from(input))
+                .stdout(Stdio::from(output))
+                .stderr(Stdio::from(errors));
             Some(Arc::new(master))
         } else {
             cmd.stdin(if stdin.is_some() {

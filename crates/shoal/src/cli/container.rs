@@ -135,7 +135,7 @@ pub struct RunArgs {
     /// Set meta data on a container
     #[arg(short, long = "label")]
     pub label: Vec<String>,
-    /// Connect a container to a network (bridge, host or none)
+    /// Connect a container to a network (bridge, host, none, or an attachable overlay)
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
     /// Add a custom host-to-IP mapping (host:ip)
@@ -848,15 +848,25 @@ async fn exec(c: &Client, a: ExecArgs) -> CliResult {
     }
     // No body: the daemon treats it as {"Detach":false} and streams the output.
     let stream = c.stream(Method::POST, &format!("/exec/{id}/start")).await?;
-    if a.tty {
-        let mut stream = stream;
-        while let Some(b) = stream.next().await {
-            out(&String::from_utf8_lossy(&b?));
-        }
-    } else {
-        print_frames(demux_stream(stream)).await?;
-    }
+    print_exec_output(stream, a.tty).await?;
     exit_with_exec_code(c, &id).await
+}
+
+/// An exec session's output: raw with a TTY, else Docker's stdout/stderr frames.
+async fn print_exec_output(
+    mut stream: futures::stream::BoxStream<
+        'static,
+        Result<bytes::Bytes, shoal_api::types::ApiError>,
+    >,
+    tty: bool,
+) -> CliResult {
+    if !tty {
+        return print_frames(demux_stream(stream)).await;
+    }
+    while let Some(b) = stream.next().await {
+        out(&String::from_utf8_lossy(&b?));
+    }
+    Ok(())
 }
 
 async fn exit_with_exec_code(c: &Client, id: &str) -> CliResult {
@@ -911,22 +921,7 @@ async fn exec_interactive(c: &Client, id: &str, tty: bool) -> CliResult {
         }
     })
     .boxed();
-    let res = if tty {
-        let mut output = output;
-        let mut res = Ok(());
-        while let Some(b) = output.next().await {
-            match b {
-                Ok(b) => out(&String::from_utf8_lossy(&b)),
-                Err(e) => {
-                    res = Err(e.into());
-                    break;
-                }
-            }
-        }
-        res
-    } else {
-        print_frames(demux_stream(output)).await
-    };
+    let res = print_exec_output(output, tty).await;
     // The process is gone: whatever stdin still holds is not wanted any more.
     input.abort();
     res
