@@ -10,6 +10,7 @@
 //! `SHOAL_BENCH_ROUNDS` sets the number of rounds (default 5). All traffic stays in the lab.
 
 use anyhow::{Result, anyhow};
+use shoal_e2e::bench::{echo_reachable, env_count, median};
 use shoal_e2e::services::{container_netns, is_running, task_address, task_container, try_tasks};
 use shoal_e2e::wireguard::UapiSockets;
 use shoal_e2e::{Lab, in_netns_path, wait_for};
@@ -93,20 +94,6 @@ fn rtt(path: &str, to: SocketAddr) -> Result<Duration> {
     })?
 }
 
-fn reachable(path: &str, to: SocketAddr) -> bool {
-    in_netns_path(path, move || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(1))
-            .and_then(|mut s| s.write_all(b"E"))
-            .is_ok()
-    })
-    .unwrap_or(false)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 struct Task {
     /// `/proc/<pid>/ns/net` of its container.
     netns: String,
@@ -137,11 +124,7 @@ fn one_task(lab: &Lab, service: &str) -> Result<Task> {
 }
 
 fn main() -> Result<()> {
-    let rounds: usize = std::env::var("SHOAL_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(5);
+    let rounds = env_count("SHOAL_BENCH_ROUNDS", 5)?;
     let lab = Lab::swarm_with_images(2, "busybox.tar")?;
     let _sockets = UapiSockets::of(&lab.hosts);
     let h1 = lab.host(1);
@@ -189,7 +172,7 @@ fn main() -> Result<()> {
         wait_for(
             &format!("{what} overlay path up"),
             Duration::from_secs(30),
-            || Ok(reachable(&cli.netns, to).then_some(())),
+            || Ok(echo_reachable(&cli.netns, to).then_some(())),
         )?;
     }
     // Warm both paths (handshakes, ARP, TCP windows) before measuring.
@@ -215,9 +198,9 @@ fn main() -> Result<()> {
     println!(
         "TCP throughput (median of {rounds}, {} MiB each): encrypted overlay {:6.2} Gbit/s   plain overlay {:6.2} Gbit/s   ratio {:.2}",
         BULK_BYTES >> 20,
-        median(g_sec),
-        median(g_plain),
-        median(ratios)
+        median(&g_sec),
+        median(&g_plain),
+        median(&ratios)
     );
     println!(
         "TCP rtt p50: encrypted overlay {r_sec:>8.1?}   plain overlay {r_plain:>8.1?}   ratio {:.2}",

@@ -18,6 +18,7 @@
 //! All traffic stays inside the lab's namespaces.
 
 use anyhow::{Context, Result, anyhow, bail};
+use shoal_e2e::bench::{echo_reachable, env_count, median};
 use shoal_e2e::services::{
     container_netns, is_running, node_hostnames, task_address, task_container, try_tasks,
 };
@@ -41,17 +42,6 @@ const ROUNDS: usize = 5;
 const KILLS: usize = 5;
 const SENDER_CPU: usize = 0;
 const RECEIVER_CPU: usize = 1;
-
-fn env_count(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=101).contains(n))
-            .ok_or_else(|| anyhow!("{name}={v:?}: expected a count from 1 to 101")),
-        Err(_) => Ok(default),
-    }
-}
 
 /// Pin the calling thread to `cpu` when the machine has it (a 1-CPU machine runs unpinned).
 fn pin(cpu: usize) {
@@ -201,16 +191,6 @@ fn pct(v: &[Duration], q: f64) -> Duration {
         return Duration::ZERO;
     }
     v[((v.len() - 1) as f64 * q) as usize]
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// The median of `f` over `runs`.
@@ -395,7 +375,7 @@ fn main() -> Result<()> {
     let h1_ns = format!("/run/netns/{}", lab.host(1).netns);
     let over: SocketAddr = format!("{}:7000", srv.ip).parse()?;
     wait_for("overlay path up", Duration::from_secs(30), || {
-        Ok(probe(&cli.pid_ns, over).then_some(()))
+        Ok(echo_reachable(&cli.pid_ns, over).then_some(()))
     })?;
     // Warm both paths (ARP, FDB, conntrack, page cache of the tool).
     bulk(&cli.pid_ns, over, BULK_BYTES / 8)?;
@@ -670,15 +650,6 @@ fn death_to_dns(lab: &Lab, net: &str, kills: usize) -> Result<()> {
         worst.iter().cloned().fold(0f64, f64::max)
     );
     Ok(())
-}
-
-fn probe(path: &str, to: SocketAddr) -> bool {
-    in_netns_path(path, move || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(1))
-            .and_then(|mut s| s.write_all(b"E"))
-            .is_ok()
-    })
-    .unwrap_or(false)
 }
 
 fn requests_probe(path: &str, to: SocketAddr) -> bool {

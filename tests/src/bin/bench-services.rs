@@ -12,6 +12,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use shoal_api::{Client, Filters};
+use shoal_e2e::bench::median;
 use shoal_e2e::services::{node_id, wait_no_containers};
 use shoal_e2e::{Host, Lab};
 use shoal_types::{Task, TaskState};
@@ -80,11 +81,6 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn client(h: &Host) -> Result<Client> {
     Client::new(&h.host_uri()).map_err(|e| anyhow!(e.message))
 }
@@ -105,15 +101,8 @@ fn live_running(ts: &[Task], exclude_node: Option<&str>) -> usize {
         .count()
 }
 
-/// Creates `name` with `n` replicas through the CLI and follows it until all run.
-fn create_and_time(
-    rt: &tokio::runtime::Runtime,
-    h: &Host,
-    name: &str,
-    n: usize,
-) -> Result<Timeline> {
-    let c = client(h)?;
-    let start = Instant::now();
+/// `service create` of `name` with `n` sleeping replicas through the CLI (returns at once).
+fn create_service(h: &Host, name: &str, n: usize) -> Result<()> {
     h.shoal(&[
         "service",
         "create",
@@ -127,6 +116,19 @@ fn create_and_time(
         "sleep",
         "3600",
     ])?;
+    Ok(())
+}
+
+/// Creates `name` with `n` replicas through the CLI and follows it until all run.
+fn create_and_time(
+    rt: &tokio::runtime::Runtime,
+    h: &Host,
+    name: &str,
+    n: usize,
+) -> Result<Timeline> {
+    let c = client(h)?;
+    let start = Instant::now();
+    create_service(h, name, n)?;
     let mut tl = Timeline {
         created: secs(start.elapsed()),
         ..Default::default()
@@ -197,7 +199,7 @@ fn create_figures(
             runs.push(tl.all_running);
             remove_and_settle(lab, &name)?;
         }
-        let m = median(runs);
+        let m = median(&runs);
         println!(
             "create → {n} replicas running, {label}: {m:.2} s (median of {})",
             args.runs
@@ -218,19 +220,7 @@ fn node_state(h: &Host, id: &str) -> Result<String> {
 fn reschedule_once(lab: &mut Lab, n: usize, name: &str) -> Result<(f64, f64)> {
     let rt = tokio::runtime::Runtime::new()?;
     let victim = node_id(lab.host(1), &lab.host(3).name)?;
-    lab.host(1).shoal(&[
-        "service",
-        "create",
-        "-d",
-        "-q",
-        "--name",
-        name,
-        "--replicas",
-        &n.to_string(),
-        IMAGE,
-        "sleep",
-        "3600",
-    ])?;
+    create_service(lab.host(1), name, n)?;
     let c = client(lab.host(1))?;
     let on_victim = rt.block_on(async {
         let start = Instant::now();

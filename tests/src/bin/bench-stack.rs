@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use shoal_e2e::bench::median;
 use shoal_e2e::{Host, Lab, wait_for};
 use std::time::{Duration, Instant};
 
@@ -91,11 +92,6 @@ fn deploy(h: &Host, file: &std::path::Path, stack: &str) -> Result<()> {
     Ok(())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() -> Result<()> {
     let args = parse_args()?;
     let want = args.services * args.replicas;
@@ -155,15 +151,15 @@ fn main() -> Result<()> {
     );
     println!(
         "  stack deploy → all {want} tasks running:         {:.2} s",
-        median(up)
+        median(&up)
     );
     println!(
         "  redeploy with 1 service changed → converged:  {:.2} s  (rolling update, default parallelism 1 and 5 s monitor)",
-        median(redeploy)
+        median(&redeploy)
     );
     println!(
         "  stack rm → no service or task left:            {:.2} s",
-        median(down)
+        median(&down)
     );
     let has_dockerd = std::process::Command::new("dockerd")
         .arg("--version")
