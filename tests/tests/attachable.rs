@@ -5,7 +5,14 @@
 //! container; a non-attachable or unknown network is refused and nothing is left; the network
 //! cannot be removed while containers are attached; a daemon restart keeps the attachment
 //! working; `rm` releases the address; everything is cleaned up (only the routing mesh's
-//! ingress overlay stays on each node).
+//! ingress overlay stays on each node). Attachment tasks are not in `GET /tasks` (as in
+//! Docker); they are followed by ID (`GET /tasks/{id}`) and by the nodes' records.
+//!
+//! `network connect` / `disconnect` (stock docker CLI): a running container on one attachable
+//! overlay joins another as eth1 with an address from the managers, resolves and reaches that
+//! network's service by name and is reached by its name and alias; it leaves again with the
+//! interface, its names and its attachment; bad input is refused and changes nothing; a
+//! stopped container connected later finds the network when it starts.
 
 use anyhow::{Result, anyhow};
 use serde_json::Value;
@@ -19,25 +26,59 @@ use std::time::Duration;
 const MARKER: &str = "shoal-test-httpd-ok";
 const BUSYBOX: &str = "shoal-test/busybox:latest";
 
-/// Network attachment tasks the managers hold: (task ID, node ID, address).
-fn attachments(lab: &Lab) -> Result<Vec<(String, String, String)>> {
-    let tasks = lab.host(1).api_get("/v1.47/tasks")?;
-    Ok(tasks
-        .as_array()
+/// The attachment task behind `container`'s endpoint on `network` (its EndpointID is
+/// `<attachment ID>-<network ID>`).
+fn attachment_of(lab: &Lab, host: usize, container: &str, network: &str) -> Result<String> {
+    let v = lab
+        .host(host)
+        .api_get(&format!("/v1.47/containers/{container}/json"))?;
+    let n = &v["NetworkSettings"]["Networks"][network];
+    let ep = n["EndpointID"].as_str().unwrap_or("");
+    let net = n["NetworkID"].as_str().unwrap_or("");
+    ep.strip_suffix(&format!("-{net}"))
+        .filter(|id| !id.is_empty() && !net.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{container} has no endpoint on {network}: {v}"))
+}
+
+/// The attachment task `id` as the managers hold it: (node ID, address); None once released.
+fn held(lab: &Lab, id: &str) -> Result<Option<(String, String)>> {
+    let t = lab.host(1).api_get(&format!("/v1.47/tasks/{id}"))?;
+    if t["ID"] != id {
+        return Ok(None);
+    }
+    Ok(Some((
+        t["NodeID"].as_str().unwrap_or("").to_string(),
+        t["NetworksAttachments"][0]["Addresses"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )))
+}
+
+/// Attachment records the nodes keep (each is dropped only once the managers released it).
+fn recorded(lab: &Lab, hosts: usize) -> usize {
+    (1..=hosts)
+        .map(|i| {
+            std::fs::read_dir(lab.host(i).data_root().join("attachments"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .sum()
+}
+
+/// Whether `GET /tasks` lists task `id` (attachments must not be listed, as in Docker).
+fn listed(lab: &Lab, id: &str) -> bool {
+    lab.host(1)
+        .api_get("/v1.47/tasks")
+        .ok()
+        .and_then(|v| v.as_array().cloned())
         .into_iter()
         .flatten()
-        .filter(|t| t["Spec"]["Runtime"] == "attachment")
-        .map(|t| {
-            (
-                t["ID"].as_str().unwrap_or("").to_string(),
-                t["NodeID"].as_str().unwrap_or("").to_string(),
-                t["NetworksAttachments"][0]["Addresses"][0]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-        .collect())
+        .any(|t| t["ID"] == id)
 }
 
 /// Running task containers of a service: (container ID, lab host index).
@@ -45,7 +86,7 @@ fn service_containers(lab: &Lab, service: &str) -> Vec<(String, usize)> {
     let mut out = Vec::new();
     for t in running(lab.host(1), service) {
         let c = task_container(&t).to_string();
-        if let Some(i) = (1..=3).find(|i| {
+        if let Some(i) = (1..=lab.hosts.len()).find(|i| {
             lab.host(*i)
                 .api_get(&format!("/v1.47/containers/{c}/json"))
                 .is_ok_and(|v| v["State"]["Pid"].as_i64().unwrap_or(0) > 0)
@@ -212,15 +253,17 @@ fn standalone_containers_on_an_attachable_overlay() {
         "{ip3} {ip2} in {subnet}"
     );
     assert_ne!(ip3, ip2);
-    // The managers hold one attachment task per container, on its node, with that address.
-    let atts = attachments(&lab).unwrap();
-    assert_eq!(atts.len(), 2, "{atts:?}");
+    // The managers hold one attachment task per container, on its node, with that address;
+    // `GET /tasks` does not list them (Docker lists only tasks with a container).
+    let a3 = attachment_of(&lab, 3, "c3", "app").unwrap();
+    let a2 = attachment_of(&lab, 2, "c2", "app").unwrap();
     let n3 = node_id(&lab, 3);
-    assert!(
-        atts.iter()
-            .any(|(_, n, a)| *n == n3 && a.split('/').next() == Some(ip3.as_str())),
-        "{atts:?}"
-    );
+    let (node, addr) = held(&lab, &a3).unwrap().expect("c3's attachment task");
+    assert_eq!(node, n3);
+    assert_eq!(addr.split('/').next(), Some(ip3.as_str()));
+    assert!(held(&lab, &a2).unwrap().is_some());
+    assert!(!listed(&lab, &a3) && !listed(&lab, &a2));
+    assert_eq!(recorded(&lab, 3), 2);
 
     // c3 reaches the service by name (its VIP) and c2 by container name, across nodes.
     eventually("c3 reaches web by name", 30, || {
@@ -279,7 +322,7 @@ fn standalone_containers_on_an_attachable_overlay() {
         .unwrap();
     assert!(out.contains(&ip3), "{out}");
     eventually("the --rm container's attachment released", 20, || {
-        Ok(attachments(&lab)?.len() == 2)
+        Ok(recorded(&lab, 3) == 2)
     });
 
     // A stopped container leaves DNS; started again it comes back with the same address.
@@ -333,7 +376,7 @@ fn standalone_containers_on_an_attachable_overlay() {
     assert!(err.contains("network nope not found"), "{err}");
     assert!(!container_names(&lab, 3).contains(&"bad".to_string()));
     assert!(!container_names(&lab, 2).contains(&"bad2".to_string()));
-    assert_eq!(attachments(&lab).unwrap().len(), 2);
+    assert_eq!(recorded(&lab, 3), 2);
 
     // The network stays while containers use it (the service gone).
     h1.docker(&["service", "rm", "web"]).unwrap();
@@ -366,21 +409,210 @@ fn standalone_containers_on_an_attachable_overlay() {
     // rm releases the address: the attachment task goes, and c3's name leaves DNS.
     lab.host(3).docker(&["rm", "-f", "c3"]).unwrap();
     eventually("c3's attachment released", 20, || {
-        let a = attachments(&lab)?;
-        Ok(a.len() == 1 && a.iter().all(|(_, n, _)| *n != n3))
+        Ok(held(&lab, &a3)?.is_none() && held(&lab, &a2)?.is_some())
     });
     eventually("c3 leaves DNS", 20, || {
         Ok(resolve(&lab, 2, "c2", "c3").map_or(true, |ips| ips.is_empty()))
     });
     lab.host(2).shoal(&["rm", "-f", "c2"]).unwrap();
     eventually("no attachment left", 20, || {
-        Ok(attachments(&lab)?.is_empty())
+        Ok(held(&lab, &a2)?.is_none() && recorded(&lab, 3) == 0)
     });
     lab.host(1).docker(&["network", "rm", "app"]).unwrap();
     lab.host(1).docker(&["network", "rm", "svconly"]).unwrap();
     for i in 1..=3 {
         let root = lab.host(i).data_root();
         // Only the node's own ingress overlay may stay (it belongs to the routing mesh).
+        eventually(
+            &format!("node{i} has no container namespaces left"),
+            30,
+            || {
+                let ns = netplane_namespaces(&root);
+                let tasks = ns.iter().filter(|n| n.contains("-t-")).count();
+                let overlays = ns.iter().filter(|n| n.contains("-ov-")).count();
+                Ok(tasks == 0 && overlays <= 1)
+            },
+        );
+    }
+}
+
+/// The interfaces of a container (busybox `ip -o addr`): their names and IPv4 addresses.
+fn addresses_in(lab: &Lab, host: usize, container: &str) -> Result<String> {
+    in_container(lab, host, container, &["ip", "-o", "-4", "addr", "show"])
+}
+
+#[test]
+fn network_connect_and_disconnect() {
+    let lab = Lab::swarm_with_images(2, "both.tar").unwrap();
+    let h1 = lab.host(1);
+    for args in [
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "front",
+        ][..],
+        &["network", "create", "-d", "overlay", "--attachable", "back"],
+        &["network", "create", "-d", "overlay", "svconly"],
+    ] {
+        h1.docker(args).unwrap();
+    }
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "api",
+        "--network",
+        "back",
+        "shoal-test/httpd:latest",
+        "sh",
+        "-c",
+        "exec httpd -f -p 80 -h /www",
+    ])
+    .unwrap();
+    let api = wait_for("a running api task", Duration::from_secs(60), || {
+        let t = service_containers(&lab, "api");
+        Ok((t.len() == 1).then(|| t[0].clone()))
+    })
+    .unwrap();
+    let n2 = lab.host(2);
+    n2.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "front",
+        BUSYBOX,
+        "sleep",
+        "600",
+    ])
+    .unwrap();
+    let front_ip = address_on(&lab, 2, "c1", "front").unwrap();
+
+    // Connect: a second interface with an address from `back`, the network in inspect, an
+    // attachment task held by the managers (not listed in /tasks).
+    n2.docker(&["network", "connect", "--alias", "cache", "back", "c1"])
+        .unwrap();
+    let back_ip = address_on(&lab, 2, "c1", "back").unwrap();
+    assert_eq!(address_on(&lab, 2, "c1", "front").unwrap(), front_ip);
+    let addrs = addresses_in(&lab, 2, "c1").unwrap();
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("eth1") && l.contains(&format!(" {back_ip}/"))),
+        "{addrs}"
+    );
+    let att = attachment_of(&lab, 2, "c1", "back").unwrap();
+    let (node, addr) = held(&lab, &att)
+        .unwrap()
+        .expect("the connect's attachment task");
+    assert_eq!(node, node_id(&lab, 2));
+    assert_eq!(addr.split('/').next(), Some(back_ip.as_str()));
+    assert!(!listed(&lab, &att));
+
+    // c1 resolves and reaches the service on `back`; the service's task reaches c1 by its
+    // name and alias there.
+    eventually("c1 reaches api by name", 30, || {
+        Ok(http_get(&lab, 2, "c1", "api")?.contains(MARKER))
+    });
+    let (api_c, api_host) = api.clone();
+    eventually("api resolves c1 on back", 20, || {
+        Ok(resolve(&lab, api_host, &api_c, "c1")? == BTreeSet::from([back_ip.clone()]))
+    });
+    eventually("api resolves the alias", 20, || {
+        Ok(resolve(&lab, api_host, &api_c, "cache")? == BTreeSet::from([back_ip.clone()]))
+    });
+    eventually("api pings c1", 20, || {
+        Ok(in_container(
+            &lab,
+            api_host,
+            &api_c,
+            &["ping", "-c", "1", "-W", "2", "c1"],
+        )
+        .is_ok())
+    });
+
+    // Bad input: Docker's errors, nothing changes.
+    let before = recorded(&lab, 2);
+    let err = n2
+        .docker(&["network", "connect", "back", "c1"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("endpoint with name c1 already exists in network back"),
+        "{err}"
+    );
+    let err = n2
+        .docker(&["network", "connect", "svconly", "c1"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("network svconly not manually attachable"),
+        "{err}"
+    );
+    let err = n2
+        .docker(&["network", "connect", "nope", "c1"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("network nope not found"), "{err}");
+    let err = n2
+        .docker(&["network", "connect", "back", "ghost"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("No such container"), "{err}");
+    assert_eq!(recorded(&lab, 2), before);
+    assert_eq!(address_on(&lab, 2, "c1", "back").unwrap(), back_ip);
+
+    // Disconnect: the interface, the names and the attachment go; `front` stays.
+    n2.docker(&["network", "disconnect", "back", "c1"]).unwrap();
+    let v = n2.api_get("/v1.47/containers/c1/json").unwrap();
+    assert!(v["NetworkSettings"]["Networks"]["back"].is_null(), "{v}");
+    assert_eq!(address_on(&lab, 2, "c1", "front").unwrap(), front_ip);
+    let addrs = addresses_in(&lab, 2, "c1").unwrap();
+    assert!(!addrs.contains(&back_ip), "{addrs}");
+    eventually("the connect's attachment released", 20, || {
+        Ok(held(&lab, &att)?.is_none())
+    });
+    eventually("c1 leaves back's DNS", 20, || {
+        Ok(resolve(&lab, api_host, &api_c, "c1").map_or(true, |ips| ips.is_empty()))
+    });
+    let err = n2
+        .docker(&["network", "disconnect", "back", "c1"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not connected to network back"), "{err}");
+
+    // A stopped container connected later finds the network when it starts.
+    n2.docker(&["stop", "-t", "1", "c1"]).unwrap();
+    n2.shoal(&["network", "connect", "back", "c1"]).unwrap();
+    n2.docker(&["start", "c1"]).unwrap();
+    let back_ip = address_on(&lab, 2, "c1", "back").unwrap();
+    eventually("the restarted c1 reaches api", 30, || {
+        Ok(addresses_in(&lab, 2, "c1")?.contains(&back_ip)
+            && http_get(&lab, 2, "c1", "api")?.contains(MARKER))
+    });
+    let att = attachment_of(&lab, 2, "c1", "back").unwrap();
+
+    // rm releases every attachment of the container.
+    n2.docker(&["rm", "-f", "c1"]).unwrap();
+    eventually("c1's attachments released", 20, || {
+        Ok(held(&lab, &att)?.is_none() && recorded(&lab, 2) == 0)
+    });
+    h1.docker(&["service", "rm", "api"]).unwrap();
+    eventually("api gone", 30, || {
+        Ok(service_containers(&lab, "api").is_empty())
+    });
+    for n in ["front", "back", "svconly"] {
+        eventually(&format!("network {n} removed"), 20, || {
+            Ok(h1.docker(&["network", "rm", n]).is_ok())
+        });
+    }
+    for i in 1..=2 {
+        let root = lab.host(i).data_root();
         eventually(
             &format!("node{i} has no container namespaces left"),
             30,

@@ -195,6 +195,28 @@ pub trait Backend: Send + Sync + 'static {
     async fn network_remove(&self, id: &str) -> BackendResult<()>;
     /// Returns `{"NetworksDeleted":[…]}`.
     async fn network_prune(&self, filters: Filters) -> BackendResult<Value>;
+    /// `POST /networks/{id}/connect`: joins an existing container to the network with the
+    /// request's `EndpointConfig` (aliases).
+    async fn network_connect(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: crate::types::container::EndpointSettings,
+    ) -> BackendResult<()> {
+        let _ = (network, container, endpoint);
+        unsupported("connecting a container to a network")
+    }
+    /// `POST /networks/{id}/disconnect`: takes the container off the network (`force`: also
+    /// when the container is gone or the network cannot be reached).
+    async fn network_disconnect(
+        &self,
+        network: &str,
+        container: &str,
+        force: bool,
+    ) -> BackendResult<()> {
+        let _ = (network, container, force);
+        unsupported("disconnecting a container from a network")
+    }
 
     // ---- distribution ----
     /// `{"Descriptor":{…},"Platforms":[…]}` for an image reference (may contain `/`, `:`, `@`).

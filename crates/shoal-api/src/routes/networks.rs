@@ -1,6 +1,7 @@
 //! `/networks…` and `/distribution/{name}/json`.
 
 use crate::types::NetworkCreateRequest;
+use crate::types::container::EndpointSettings;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
@@ -18,6 +19,8 @@ pub fn routes() -> Router<AppState> {
         .route("/networks/create", post(create))
         .route("/networks/prune", post(prune))
         .route("/networks/{id}", get(inspect).delete(remove))
+        .route("/networks/{id}/connect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
         .route("/distribution/{*name}", get(distribution))
 }
 
@@ -41,6 +44,57 @@ async fn create(
 async fn remove(State(b): State<AppState>, Path(id): Path<String>) -> HttpResult {
     b.network_remove(&id).await?;
     empty(StatusCode::NO_CONTENT)
+}
+
+/// moby's `NetworkConnectRequest`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConnectRequest {
+    #[serde(default)]
+    container: String,
+    #[serde(default)]
+    endpoint_config: Option<EndpointSettings>,
+}
+
+/// moby's `NetworkDisconnectRequest`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DisconnectRequest {
+    #[serde(default)]
+    container: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// moby refuses a request that names no container before looking at the network.
+fn container_named(c: &str) -> Result<&str, crate::types::ApiError> {
+    if c.trim().is_empty() {
+        return Err(crate::types::ApiError::invalid_argument(
+            "no container specified",
+        ));
+    }
+    Ok(c)
+}
+
+async fn connect(
+    State(b): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ConnectRequest>,
+) -> HttpResult {
+    let container = container_named(&req.container)?;
+    b.network_connect(&id, container, req.endpoint_config.unwrap_or_default())
+        .await?;
+    empty(StatusCode::OK)
+}
+
+async fn disconnect(
+    State(b): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<DisconnectRequest>,
+) -> HttpResult {
+    let container = container_named(&req.container)?;
+    b.network_disconnect(&id, container, req.force).await?;
+    empty(StatusCode::OK)
 }
 
 async fn prune(State(b): State<AppState>, q: QueryParams) -> HttpResult {

@@ -1,4 +1,4 @@
-//! `shoal network create|ls|inspect|rm|prune`.
+//! `shoal network create|ls|inspect|rm|prune|connect|disconnect`.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -24,6 +24,28 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove all unused networks
     Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long = "alias")]
+    pub alias: Vec<String>,
+    pub network: String,
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network
+    #[arg(short, long)]
+    pub force: bool,
+    pub network: String,
+    pub container: String,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +134,8 @@ pub async fn run(c: &Client, cmd: NetworkCommand) -> CliResult {
     match cmd {
         NetworkCommand::Create(a) => create(c, *a).await,
         NetworkCommand::Ls(a) => ls(c, a).await,
+        NetworkCommand::Connect(a) => connect(c, a).await,
+        NetworkCommand::Disconnect(a) => disconnect(c, a).await,
         NetworkCommand::Inspect(a) => {
             let mut objs = Vec::new();
             for n in &a.networks {
@@ -165,6 +189,21 @@ pub async fn run(c: &Client, cmd: NetworkCommand) -> CliResult {
             Ok(())
         }
     }
+}
+
+/// The bodies the docker CLI sends for `network connect` / `disconnect`.
+async fn connect(c: &Client, a: ConnectArgs) -> CliResult {
+    let body = json!({"Container": a.container, "EndpointConfig": {"Aliases": a.alias}});
+    let path = format!("/networks/{}/connect", escape_segment(&a.network));
+    c.send_json::<_, ()>(Method::POST, &path, &body).await?;
+    Ok(())
+}
+
+async fn disconnect(c: &Client, a: DisconnectArgs) -> CliResult {
+    let body = json!({"Container": a.container, "Force": a.force});
+    let path = format!("/networks/{}/disconnect", escape_segment(&a.network));
+    c.send_json::<_, ()>(Method::POST, &path, &body).await?;
+    Ok(())
 }
 
 async fn create(c: &Client, a: CreateArgs) -> CliResult {

@@ -729,10 +729,12 @@ async fn inspect(c: &Client, a: InspectArgs) -> CliResult {
                     .join(" ")
             ));
         }
-        t.push_str(&format!(
-            "Endpoint Mode:\t{}\n",
-            s(v, &["Endpoint", "Spec", "Mode"])
-        ));
+        // The spec's mode, as the docker CLI prints it; services stored before the default was
+        // kept there show the one in effect.
+        let mode = Some(s(spec, &["EndpointSpec", "Mode"]))
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| s(v, &["Endpoint", "Spec", "Mode"]));
+        t.push_str(&format!("Endpoint Mode:\t{mode}\n"));
         let ports = ingress_ports(v);
         if !ports.is_empty() {
             t.push_str(&format!("Ports:\t\t{ports}\n"));

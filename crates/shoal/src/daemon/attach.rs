@@ -13,6 +13,11 @@
 //! The managers also dispatch the attachment task to this node's agent (so it shows as
 //! running); [`AttachmentAwareExecutor`] answers for those tasks without ever touching the
 //! container, which belongs to the user.
+//!
+//! `network connect` asks for one more attachment and wires it into the same namespace as the
+//! next `ethN` (running or stopped: a stopped container finds it when it starts, as in
+//! Docker); `network disconnect` unwires it and releases it. Those extra attachments are kept
+//! in the container's record.
 
 use super::Daemon;
 use super::active::mtls_channels;
@@ -26,7 +31,7 @@ use shoal_agent::worker::{ExecError, Exit, TaskExecutor};
 use shoal_proto::dispatcher::dispatcher_client::DispatcherClient;
 use shoal_proto::dispatcher::{AttachNetworkRequest, DetachNetworkRequest};
 use shoal_runtime::container::{self as rt, NetworkMode};
-use shoal_types::container::ContainerCreateRequest;
+use shoal_types::container::{ContainerCreateRequest, EndpointSettings};
 use shoal_types::network::NetworkInspect;
 use shoal_types::task::NetworkAttachment;
 use shoal_types::{ApiError, Config, Network, Object, Secret, Task};
@@ -53,8 +58,24 @@ pub struct Record {
     pub attachment_id: String,
     pub container_id: String,
     pub container_name: String,
-    /// The attachment task as the managers allocated it (network copy, address, aliases).
+    /// The attachment task as the managers allocated it (network copy, address, aliases);
+    /// the attachments of networks connected later follow the first in
+    /// `networks_attachments`.
     pub task: Task,
+    /// Attachments added by `network connect` (their tasks' IDs and networks).
+    #[serde(default)]
+    pub connected: Vec<Connected>,
+    /// Attachments already unwired whose release the managers have not confirmed yet
+    /// (retried by [`reconcile`]).
+    #[serde(default)]
+    pub releasing: Vec<String>,
+}
+
+/// One network joined by `network connect`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Connected {
+    pub attachment_id: String,
+    pub network_id: String,
 }
 
 impl Record {
@@ -64,6 +85,38 @@ impl Record {
 
     fn network(&self) -> Option<&Network> {
         self.attachment().map(|a| &a.network)
+    }
+
+    /// The attachment task behind network `network_id` of this container.
+    fn attachment_id_of(&self, network_id: &str) -> Option<&str> {
+        if self.network().is_some_and(|n| n.id == network_id) {
+            return Some(&self.attachment_id);
+        }
+        self.connected
+            .iter()
+            .find(|c| c.network_id == network_id)
+            .map(|c| c.attachment_id.as_str())
+    }
+
+    /// Every attachment task this record holds on the managers.
+    fn held(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.attachment_id.as_str())
+            .chain(self.connected.iter().map(|c| c.attachment_id.as_str()))
+            .chain(self.releasing.iter().map(String::as_str))
+    }
+
+    /// The attached network `key` names (ID, name or ID prefix).
+    fn find_network(&self, key: &str) -> Option<&NetworkAttachment> {
+        let nets = &self.task.networks_attachments;
+        nets.iter()
+            .find(|a| a.network.id == key || a.network.spec.annotations.name == key)
+            .or_else(|| {
+                let mut by_prefix = nets.iter().filter(|a| a.network.id.starts_with(key));
+                match (by_prefix.next(), by_prefix.next()) {
+                    (Some(a), None) => Some(a),
+                    _ => None,
+                }
+            })
     }
 }
 
@@ -123,8 +176,15 @@ fn by_container(data_root: &Path, container: &str) -> Option<Record> {
     })
 }
 
+/// The record holding attachment `id` (its first network or one connected later).
 fn by_attachment(data_root: &Path, id: &str) -> Option<Record> {
-    with_records(data_root, |r| r.get(id).cloned())
+    with_records(data_root, |recs| {
+        recs.get(id).cloned().or_else(|| {
+            recs.values()
+                .find(|r| r.connected.iter().any(|c| c.attachment_id == id))
+                .cloned()
+        })
+    })
 }
 
 fn save(data_root: &Path, r: &Record) -> std::io::Result<()> {
@@ -342,6 +402,8 @@ pub async fn prepare(
             container_id: String::new(),
             container_name: name,
             task,
+            connected: Vec::new(),
+            releasing: Vec::new(),
         },
         plane,
     })
@@ -388,9 +450,6 @@ pub async fn abort(d: &Daemon, p: Prepared) {
 /// withdrawn; after a daemon restart the wiring is adopted again. Run after container
 /// start/stop/remove and periodically.
 pub async fn reconcile(d: &Daemon) {
-    // Called from API handlers and the periodic sweep at once: one pass at a time, so an
-    // attachment is released or published once.
-    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
     let recs = records(&d.cfg.data_root);
     if recs.is_empty() {
@@ -409,7 +468,7 @@ pub async fn reconcile(d: &Daemon) {
                 p.release_container(&r.container_id).await;
             }
             set_published(&r.container_id, None);
-            match detach(d, &r.attachment_id).await {
+            match detach_all(d, r.held()).await {
                 Ok(()) => forget(&d.cfg.data_root, &r.attachment_id),
                 Err(s) if cluster(d).await.is_none() => {
                     tracing::info!(attachment = %r.attachment_id, "forgetting an attachment off the swarm: {}", s.message());
@@ -421,6 +480,9 @@ pub async fn reconcile(d: &Daemon) {
             }
             continue;
         };
+        if !r.releasing.is_empty() {
+            finish_releases(d, &r).await;
+        }
         let Some(p) = &plane else { continue };
         if published(&r.container_id).is_none() {
             // Not wired by this process: a restarted daemon adopts the namespace.
@@ -443,35 +505,274 @@ pub async fn reconcile(d: &Daemon) {
     }
 }
 
+/// Releases every attachment in `ids`; the first refusal is returned (the rest are still
+/// tried).
+async fn detach_all(d: &Daemon, ids: impl Iterator<Item = &str>) -> Result<(), Status> {
+    let mut first = None;
+    for id in ids {
+        if let Err(s) = detach(d, id).await {
+            first.get_or_insert(s);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Retries the releases of disconnected networks the managers did not confirm.
+async fn finish_releases(d: &Daemon, r: &Record) {
+    let mut left = Vec::new();
+    for id in &r.releasing {
+        if let Err(s) = detach(d, id).await {
+            tracing::debug!(attachment = %id, "releasing a disconnected network (will retry): {}", s.message());
+            left.push(id.clone());
+        }
+    }
+    if left != r.releasing {
+        let mut r = r.clone();
+        r.releasing = left;
+        if let Err(e) = save(&d.cfg.data_root, &r) {
+            tracing::warn!(container = %r.container_id, "recording released attachments: {e}");
+        }
+    }
+}
+
+/// One reconcile pass, connect or disconnect at a time, so an attachment is released,
+/// published or rewired once.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---- network connect / disconnect ----
+
+/// Docker's refusal of a second endpoint of one container on one network.
+fn already_connected(container: &str, network: &str) -> ApiError {
+    ApiError::permission_denied(format!(
+        "endpoint with name {container} already exists in network {network}"
+    ))
+}
+
+/// The record of a container on a swarm network, or why it cannot join one here.
+fn record_for_connect(
+    d: &Daemon,
+    c: &rt::ContainerInfo,
+    network: &str,
+) -> Result<Record, ApiError> {
+    if let Some(r) = by_container(&d.cfg.data_root, &c.id) {
+        return Ok(r);
+    }
+    Err(match &c.config.network {
+        NetworkMode::Host => ApiError::permission_denied(
+            "container cannot be disconnected from host network or connected to host network",
+        ),
+        NetworkMode::Isolated => ApiError::permission_denied(format!(
+            "container {} uses the none network: it cannot be connected to network {network}",
+            c.name
+        )),
+        NetworkMode::Netns(_) if matches!(network, "bridge" | "default") => {
+            already_connected(&c.name, network)
+        }
+        NetworkMode::Netns(_) => ApiError::invalid_argument(format!(
+            "container {} is on the default bridge network: connecting it to network {network} \
+             later is not supported here; create it with --network {network}",
+            c.name
+        )),
+    })
+}
+
+/// `network connect NETWORK CONTAINER` for a container on an attachable overlay: a new
+/// attachment from the managers, wired as the next `ethN` of its namespace. Unknown or
+/// non-attachable networks, unknown containers and a second connect are refused, and nothing
+/// changes.
+pub async fn connect(
+    d: &Daemon,
+    network: &str,
+    container: &str,
+    endpoint: EndpointSettings,
+) -> Result<(), ApiError> {
+    let c = d
+        .runtime
+        .inspect(container)
+        .map_err(super::containers::api_error)?;
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut r = record_for_connect(d, &c, network)?;
+    if let Some(a) = r.find_network(network) {
+        return Err(already_connected(&c.name, &a.network.spec.annotations.name));
+    }
+    if endpoint
+        .ipam_config
+        .as_ref()
+        .is_some_and(|i| !i.ipv4_address.is_empty() || !i.ipv6_address.is_empty())
+    {
+        return Err(ApiError::invalid_argument(format!(
+            "network {network}: a fixed address (--ip) is not supported on swarm networks"
+        )));
+    }
+    let plane = netplane::for_data_root(&d.cfg.data_root).ok_or_else(|| {
+        ApiError::unavailable("the node data plane is unavailable: overlay networks cannot be used")
+    })?;
+    let (net, name, id) = (network.to_string(), r.container_name.clone(), c.id.clone());
+    let aliases = endpoint.aliases.clone();
+    let resp = call(d, |mut cl| {
+        let req = AttachNetworkRequest {
+            network: net.clone(),
+            container_id: id.clone(),
+            container_name: name.clone(),
+            aliases: aliases.clone(),
+        };
+        async move { cl.attach_network(req).await }
+    })
+    .await
+    .map_err(|s| attach_error(network, &s))?;
+    let release = |why: ApiError| async {
+        if let Err(s) = detach(d, &resp.attachment_id).await {
+            tracing::warn!(attachment = %resp.attachment_id, "releasing the attachment: {}", s.message());
+        }
+        Err(why)
+    };
+    let task: Task = match serde_json::from_slice(&resp.task_json) {
+        Ok(t) => t,
+        Err(e) => {
+            return release(ApiError::internal(format!(
+                "the managers sent an unreadable attachment: {e}"
+            )))
+            .await;
+        }
+    };
+    let Some(att) = task.networks_attachments.first().cloned() else {
+        return release(ApiError::internal(
+            "the managers sent an attachment without a network",
+        ))
+        .await;
+    };
+    // The key may have named the network differently (ID prefix): look again by its ID.
+    if r.find_network(&att.network.id).is_some() {
+        return release(already_connected(
+            &c.name,
+            &att.network.spec.annotations.name,
+        ))
+        .await;
+    }
+    if let Err(e) = plane.connect_extra(&r.attachment_id, &att).await {
+        return release(ApiError::internal(format!("network {network}: {e:#}"))).await;
+    }
+    r.connected.push(Connected {
+        attachment_id: task.id.clone(),
+        network_id: att.network.id.clone(),
+    });
+    r.task.networks_attachments.push(att.clone());
+    if let Err(e) = save(&d.cfg.data_root, &r) {
+        if let Err(e) = plane
+            .disconnect_extra(&r.attachment_id, &att.network.id)
+            .await
+        {
+            tracing::warn!(container = %c.id, "unwiring network {network}: {e:#}");
+        }
+        return release(ApiError::internal(format!(
+            "recording the network attachment: {e}"
+        )))
+        .await;
+    }
+    tracing::info!(container = %c.id, network = %att.network.spec.annotations.name, "container connected");
+    Ok(())
+}
+
+/// `network disconnect [-f] NETWORK CONTAINER`: the interface goes and the attachment is
+/// released (retried in the background if the managers cannot be reached; with `force` a
+/// container that is already gone is not an error).
+pub async fn disconnect(
+    d: &Daemon,
+    network: &str,
+    container: &str,
+    force: bool,
+) -> Result<(), ApiError> {
+    let c = match d.runtime.inspect(container) {
+        Ok(c) => c,
+        Err(rt::Error::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(super::containers::api_error(e)),
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let not_connected = || {
+        ApiError::permission_denied(format!(
+            "container {} is not connected to network {network}",
+            c.name
+        ))
+    };
+    let Some(mut r) = by_container(&d.cfg.data_root, &c.id) else {
+        return Err(match &c.config.network {
+            NetworkMode::Host if network == "host" => ApiError::permission_denied(
+                "container cannot be disconnected from host network or connected to host network",
+            ),
+            NetworkMode::Netns(_) if matches!(network, "bridge" | "default") => {
+                ApiError::invalid_argument(format!(
+                    "container {}: disconnecting it from the default bridge network is not supported here",
+                    c.name
+                ))
+            }
+            _ => not_connected(),
+        });
+    };
+    let Some(net) = r.find_network(network).map(|a| a.network.clone()) else {
+        return Err(not_connected());
+    };
+    let Some(attachment) = r.attachment_id_of(&net.id).map(str::to_string) else {
+        return Err(not_connected());
+    };
+    if attachment == r.attachment_id {
+        return Err(ApiError::invalid_argument(format!(
+            "container {} was created on network {}: it cannot be disconnected from it here (remove the container instead)",
+            c.name, net.spec.annotations.name
+        )));
+    }
+    if let Some(plane) = netplane::for_data_root(&d.cfg.data_root) {
+        plane
+            .disconnect_extra(&r.attachment_id, &net.id)
+            .await
+            .map_err(|e| ApiError::internal(format!("network {network}: {e:#}")))?;
+    }
+    r.connected.retain(|x| x.attachment_id != attachment);
+    r.task
+        .networks_attachments
+        .retain(|a| a.network.id != net.id);
+    let released = detach(d, &attachment).await;
+    if let Err(s) = &released {
+        tracing::warn!(attachment = %attachment, "releasing a disconnected network (will retry): {}", s.message());
+        r.releasing.push(attachment);
+    }
+    save(&d.cfg.data_root, &r)
+        .map_err(|e| ApiError::internal(format!("recording the disconnect: {e}")))?;
+    tracing::info!(container = %c.id, network = %net.spec.annotations.name, "container disconnected");
+    Ok(())
+}
+
 // ---- what the API shows ----
 
 /// The container's network, for `inspect` and `ps` (None: not on a swarm network).
 pub fn network_settings(d: &Daemon, container: &str) -> Option<(String, Value)> {
     let r = by_container(&d.cfg.data_root, container)?;
-    let a = r.attachment()?;
-    let n = &a.network;
-    let name = n.spec.annotations.name.clone();
-    let addr = a.addresses.first().cloned().unwrap_or_default();
-    let (ip, prefix) = addr.split_once('/').unwrap_or((addr.as_str(), "0"));
-    let prefix: u32 = prefix.parse().unwrap_or(0);
-    let gw = netplane::plan::network_subnet(n)
-        .map(|(_, g)| g.to_string())
-        .unwrap_or_default();
-    let mac = ip
-        .parse::<std::net::Ipv4Addr>()
-        .map(|ip| shoal_net::Mac::from_ip(ip).to_string())
-        .unwrap_or_default();
-    let endpoint_id = format!("{}-{}", r.attachment_id, n.id);
-    let aliases: Vec<String> = a.aliases.clone();
-    let nets = json!({
-        name.clone(): {
-            "IPAMConfig": null, "Links": null, "Aliases": aliases, "MacAddress": mac,
-            "DriverOpts": null, "NetworkID": n.id, "EndpointID": endpoint_id,
-            "Gateway": gw, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "DNSNames": [r.container_name.clone()],
-        }
-    });
+    let name = r.network()?.spec.annotations.name.clone();
+    let mut nets = serde_json::Map::new();
+    for a in &r.task.networks_attachments {
+        let n = &a.network;
+        let addr = a.addresses.first().cloned().unwrap_or_default();
+        let (ip, prefix) = addr.split_once('/').unwrap_or((addr.as_str(), "0"));
+        let prefix: u32 = prefix.parse().unwrap_or(0);
+        let gw = netplane::plan::network_subnet(n)
+            .map(|(_, g)| g.to_string())
+            .unwrap_or_default();
+        let mac = ip
+            .parse::<std::net::Ipv4Addr>()
+            .map(|ip| shoal_net::Mac::from_ip(ip).to_string())
+            .unwrap_or_default();
+        let endpoint_id = format!("{}-{}", r.attachment_id_of(&n.id).unwrap_or_default(), n.id);
+        let mut dns_names = vec![r.container_name.clone()];
+        dns_names.extend(a.aliases.iter().cloned());
+        nets.insert(
+            n.spec.annotations.name.clone(),
+            json!({
+                "IPAMConfig": null, "Links": null, "Aliases": a.aliases, "MacAddress": mac,
+                "DriverOpts": null, "NetworkID": n.id, "EndpointID": endpoint_id,
+                "Gateway": gw, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "",
+                "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": dns_names,
+            }),
+        );
+    }
     Some((
         name,
         json!({
@@ -487,8 +788,9 @@ pub fn network_settings(d: &Daemon, container: &str) -> Option<(String, Value)> 
 fn local_networks(d: &Daemon) -> Vec<Network> {
     let mut out: BTreeMap<String, Network> = BTreeMap::new();
     for r in records(&d.cfg.data_root) {
-        if let Some(n) = r.network() {
-            out.entry(n.id.clone()).or_insert_with(|| n.clone());
+        for a in &r.task.networks_attachments {
+            out.entry(a.network.id.clone())
+                .or_insert_with(|| a.network.clone());
         }
     }
     out.into_values().collect()
@@ -641,6 +943,8 @@ mod tests {
                 id: id.into(),
                 ..Default::default()
             },
+            connected: Vec::new(),
+            releasing: Vec::new(),
         }
     }
 

@@ -304,9 +304,11 @@ impl shoal_api::Backend for DaemonBackend {
 
     async fn service_create(
         &self,
-        spec: ServiceSpec,
+        mut spec: ServiceSpec,
         _registry_auth: Option<String>,
     ) -> BackendResult<ServiceCreateResponse> {
+        // Stored like the docker CLI's default (`--endpoint-mode vip`): `inspect --pretty` reads it.
+        spec.endpoint_spec.get_or_insert_with(Default::default);
         let m = self.0.manager().await?;
         let svc = services::create_service(&m.view(), spec, chrono::Utc::now())?;
         let id = svc.id.clone();
@@ -318,9 +320,10 @@ impl shoal_api::Backend for DaemonBackend {
     async fn service_update(
         &self,
         id: &str,
-        spec: ServiceSpec,
+        mut spec: ServiceSpec,
         opts: ServiceUpdateOptions,
     ) -> BackendResult<ServiceUpdateResponse> {
+        spec.endpoint_spec.get_or_insert_with(Default::default);
         let m = self.0.manager().await?;
         let svc = services::update_service(
             &m.view(),
@@ -352,7 +355,12 @@ impl shoal_api::Backend for DaemonBackend {
 
     async fn task_list(&self, filters: Filters) -> BackendResult<Vec<Task>> {
         let m = self.0.manager().await?;
-        tasks::list_tasks(&m.view(), &type_filters(&filters))
+        // As moby's GetTasks: only tasks with a container (network attachments are not listed).
+        let all = tasks::list_tasks(&m.view(), &type_filters(&filters))?;
+        Ok(all
+            .into_iter()
+            .filter(|t| !t.is_network_attachment())
+            .collect())
     }
 
     async fn task_inspect(&self, id: &str) -> BackendResult<Task> {
@@ -656,6 +664,24 @@ impl shoal_api::Backend for DaemonBackend {
     }
     async fn network_prune(&self, filters: Filters) -> BackendResult<Value> {
         super::networks::prune(&self.0, filters).await
+    }
+
+    async fn network_connect(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: shoal_types::container::EndpointSettings,
+    ) -> BackendResult<()> {
+        super::attach::connect(&self.0, network, container, endpoint).await
+    }
+
+    async fn network_disconnect(
+        &self,
+        network: &str,
+        container: &str,
+        force: bool,
+    ) -> BackendResult<()> {
+        super::attach::disconnect(&self.0, network, container, force).await
     }
 }
 

@@ -11,6 +11,7 @@
 //! Containers outlive the daemon: namespaces, veths and overlays stay when the daemon stops, and
 //! a restarted daemon adopts them again from the tasks it is assigned ([`NetPlane::restore`]).
 
+mod connect;
 mod encrypt;
 mod gateway;
 #[cfg(test)]
