@@ -563,7 +563,7 @@ fn network_connect_and_disconnect() {
         .docker(&["network", "connect", "back", "ghost"])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("No such container"), "{err}");
+    assert!(err.to_lowercase().contains("no such container"), "{err}");
     assert_eq!(recorded(&lab, 2), before);
     assert_eq!(address_on(&lab, 2, "c1", "back").unwrap(), back_ip);
 
