@@ -73,6 +73,13 @@ pub fn attachment_task(
             "network {target} not manually attachable"
         )));
     }
+    if !req.container_id.is_empty() && attached_already(src, node_id, &req.container_id, &net.id) {
+        // Two `network connect` of one container at once: the second finds the first here.
+        return Err(Status::already_exists(format!(
+            "endpoint with name {} already exists in network {}",
+            req.container_name, net.spec.annotations.name
+        )));
+    }
     Ok(Task {
         id: new_id(),
         meta: Meta::created(now),
@@ -93,6 +100,27 @@ pub fn attachment_task(
             container_name: req.container_name.clone(),
         }),
         ..Default::default()
+    })
+}
+
+/// Whether container `container_id` of node `node_id` holds a live attachment to `network_id`.
+fn attached_already(
+    src: &dyn ObjectSource,
+    node_id: &str,
+    container_id: &str,
+    network_id: &str,
+) -> bool {
+    src.objects(ObjectKind::Task).any(|o| match o {
+        Object::Task(t) => {
+            t.is_network_attachment()
+                && t.node_id == node_id
+                && !t.status.state.is_terminal()
+                && t.network_attachment_spec
+                    .as_ref()
+                    .is_some_and(|s| s.container_id == container_id)
+                && t.spec.networks.iter().any(|n| n.target == network_id)
+        }
+        _ => false,
     })
 }
 
@@ -335,6 +363,29 @@ mod tests {
         );
         // By ID too.
         assert!(attachment_task(&m, "node1", &req("netapp"), Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn a_container_connects_to_a_network_once() {
+        let mut m = store();
+        let mut r = req("app");
+        r.container_id = "c0ffee".into();
+        let first = attachment_task(&m, "node1", &r, Utc::now()).unwrap();
+        m.put(Object::Task(first.clone()));
+        let e = attachment_task(&m, "node1", &r, Utc::now()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::AlreadyExists);
+        assert_eq!(
+            e.message(),
+            "endpoint with name c1 already exists in network app"
+        );
+        // Another container, or the same one once its attachment ended, may attach.
+        r.container_id = "beef".into();
+        assert!(attachment_task(&m, "node1", &r, Utc::now()).is_ok());
+        r.container_id = "c0ffee".into();
+        let mut ended = first;
+        ended.status.state = TaskState::Shutdown;
+        m.put(Object::Task(ended));
+        assert!(attachment_task(&m, "node1", &r, Utc::now()).is_ok());
     }
 
     #[test]

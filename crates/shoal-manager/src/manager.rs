@@ -305,7 +305,11 @@ impl Manager {
                 if leader && !was_leader {
                     tracing::info!("became leader: starting liveness tracking");
                     let mut g = me.liveness.lock().unwrap_or_else(|p| p.into_inner());
-                    *g = Some(LivenessTracker::new(me.heartbeat_period(), Instant::now()));
+                    *g = Some(LivenessTracker::take_over(
+                        g.take(),
+                        me.heartbeat_period(),
+                        Instant::now(),
+                    ));
                 } else if !leader && was_leader {
                     tracing::info!("lost leadership");
                     *me.liveness.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -320,6 +320,8 @@ fn attach_error(network: &str, s: &Status) -> ApiError {
     match s.code() {
         Code::NotFound => ApiError::not_found(format!("network {network} not found")),
         Code::PermissionDenied => ApiError::permission_denied(msg),
+        // A concurrent connect of the same container got there first.
+        Code::AlreadyExists => ApiError::permission_denied(s.message()),
         Code::InvalidArgument => ApiError::invalid_argument(msg),
         _ => ApiError::unavailable(msg),
     }
@@ -967,6 +969,21 @@ mod tests {
             by_attachment(&tmp, "a1").map(|r| r.container_id),
             Some("c0ffee".into())
         );
+        // A network connected later is found by its attachment too.
+        let mut r = record("a3", "cafe");
+        r.connected.push(Connected {
+            attachment_id: "a4".into(),
+            network_id: "n4".into(),
+        });
+        save(&tmp, &r).unwrap();
+        assert_eq!(
+            by_attachment(&tmp, "a4").map(|r| r.container_id),
+            Some("cafe".into())
+        );
+        assert_eq!(r.attachment_id_of("n4"), Some("a4"));
+        assert_eq!(r.held().collect::<Vec<_>>(), ["a3", "a4"]);
+        forget(&tmp, "a3");
+        assert!(by_attachment(&tmp, "a4").is_none());
         forget(&tmp, "a1");
         assert!(by_attachment(&tmp, "a1").is_none());
         let _ = std::fs::remove_dir_all(&tmp);
