@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Overlay data-plane figures (release build): overlay vs underlay throughput and latency, routing
 # mesh vs direct, task death -> out of DNS/VIP on every node. Medians of alternating rounds;
-# SHOAL_BENCH_ROUNDS / SHOAL_BENCH_KILLS change the counts (default 5 each).
+# SHOAL_BENCH_ROUNDS / SHOAL_BENCH_KILLS change the counts (default 5 each); SHOAL_BENCH_PERF=1
+# adds the CPU per mesh request split by part of the path (perf).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "run as root (the lab uses network namespaces)" >&2; exit 1; }

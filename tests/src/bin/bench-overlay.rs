@@ -9,6 +9,11 @@
 //!
 //! (Encrypted overlays have their own bench, `bench-encrypted`.)
 //!
+//! With `SHOAL_BENCH_PERF` set (needs `perf`), the first mesh round also records `perf -a` and
+//! prints the CPU each request costs by part of the packet path (conntrack, nft, VXLAN,
+//! bridge, routing, TCP, ...) for the mesh and the direct paths: on one machine every node's
+//! share of the path runs on the same CPUs as the client and the server.
+//!
 //! Fairness: both paths use the same tool (this program's threads entered into the namespaces),
 //! the same byte counts and the same CPU pinning (sender on one CPU, receiver on the other: two
 //! hosts have a CPU each). The lab shares its CPUs with whatever else runs on the machine, so
@@ -454,11 +459,17 @@ fn main() -> Result<()> {
         }
         let targets = [task, mesh, under];
         let mut runs: Vec<[(f64, Duration); 3]> = Vec::new();
+        let profile = std::env::var_os("SHOAL_BENCH_PERF").is_some();
+        let mut split: [Vec<(&str, f64)>; 3] = Default::default();
         for r in 0..rounds {
             let mut got = [(0f64, Duration::ZERO); 3];
             for k in 0..3 {
                 let i = (r + k) % 3;
+                let perf = (r == 0 && profile).then(|| PerfRun::start(i)).transpose()?;
                 got[i] = requests(&h1_ns, targets[i])?;
+                if let Some(p) = perf {
+                    split[i] = p.finish(got[i].0)?;
+                }
             }
             let [t, m, u] = got;
             println!(
@@ -491,6 +502,17 @@ fn main() -> Result<()> {
             med_of(&runs, |r| r[1].0 / r[2].0),
             med_of(&runs, |r| us(r[2].1) / us(r[1].1)),
         );
+        if profile {
+            println!(
+                "CPU per request by part of the path (perf samples of this program's threads, which carry the whole path in softirq, and ksoftirqd; first round):"
+            );
+            for (name, parts) in ["task directly", "mesh", "node address"].iter().zip(&split) {
+                let total: f64 = parts.iter().map(|p| p.1).sum();
+                let detail: Vec<String> =
+                    parts.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+                println!("  {name:13}: {total:5.1} us = {}", detail.join(", "));
+            }
+        }
     }
 
     death_to_dns(&lab, &net, kills)?;
@@ -662,4 +684,143 @@ fn requests_probe(path: &str, to: SocketAddr) -> bool {
         s.write_all(b"GET").is_ok() && s.read_to_end(&mut r).is_ok() && r.ends_with(b"ok")
     })
     .unwrap_or(false)
+}
+
+/// `perf record -a` over part of one mesh run (`SHOAL_BENCH_PERF`), to split the CPU each
+/// request costs by the part of the packet path it is spent in.
+struct PerfRun {
+    child: std::process::Child,
+    file: String,
+}
+
+/// Seconds `perf` records, inside the `MESH_TIME` run it measures.
+const PERF_SECS: f64 = 1.5;
+/// `perf record`'s default sampling rate (samples per second of CPU).
+const PERF_HZ: f64 = 4000.0;
+
+/// Parts of the path by kernel symbol (first match wins; the rest is "other": syscalls,
+/// sockets, memory, scheduling, this program).
+const PATH_PARTS: &[(&str, &[&str])] = &[
+    (
+        "conntrack+nat",
+        &[
+            "nf_conntrack",
+            "nf_ct_",
+            "nf_nat",
+            "nf_confirm",
+            "tcp_in_window",
+        ],
+    ),
+    ("nft rules", &["nft_", "nf_hook_slow", "nf_tables"]),
+    (
+        "vxlan/udp",
+        &["vxlan", "udp_tunnel", "iptunnel", "gro_cell", "udp"],
+    ),
+    ("bridge", &["br_", "fdb_"]),
+    ("veth", &["veth"]),
+    (
+        "ip routing",
+        &[
+            "fib_",
+            "ip_route",
+            "ip_rcv",
+            "ip_finish",
+            "ip_output",
+            "ip_local",
+            "ip_forward",
+            "ip_sublist",
+            "dst_",
+            "__ip_",
+            "ip_queue",
+        ],
+    ),
+    ("tcp", &["tcp", "inet_"]),
+];
+
+impl PerfRun {
+    fn start(target: usize) -> Result<PerfRun> {
+        let file = std::env::temp_dir()
+            .join(format!(
+                "shoal-bench-mesh-{}-{target}.perf",
+                std::process::id()
+            ))
+            .display()
+            .to_string();
+        let child = std::process::Command::new("perf")
+            .args([
+                "record",
+                "-a",
+                "-F",
+                &PERF_HZ.to_string(),
+                "-o",
+                &file,
+                "--",
+                "sleep",
+            ])
+            .arg(PERF_SECS.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf (SHOAL_BENCH_PERF needs perf installed)")?;
+        Ok(PerfRun { child, file })
+    }
+
+    /// Microseconds of CPU per request by part of the path, for a run at `rate` requests/s.
+    fn finish(mut self, rate: f64) -> Result<Vec<(&'static str, f64)>> {
+        let status = self.child.wait()?;
+        let comm = std::env::current_exe()?
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(15).collect::<String>())
+            .unwrap_or_default();
+        let out = std::process::Command::new("perf")
+            .args([
+                "report",
+                "-n",
+                "--no-children",
+                "--sort",
+                "sym",
+                "--stdio",
+                "-g",
+                "none",
+                "-i",
+            ])
+            .arg(&self.file)
+            .arg("--comm")
+            .arg(format!("{comm},ksoftirqd/0,ksoftirqd/1"))
+            .output()
+            .context("running perf report")?;
+        let _ = std::fs::remove_file(&self.file);
+        if !status.success() || !out.status.success() {
+            bail!(
+                "perf failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let mut samples = vec![0f64; PATH_PARTS.len() + 1];
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(n), Some(sym)) =
+                (cols.get(1).and_then(|n| n.parse::<f64>().ok()), cols.last())
+            else {
+                continue;
+            };
+            if !cols[0].ends_with('%') {
+                continue;
+            }
+            let part = PATH_PARTS
+                .iter()
+                .position(|(_, keys)| keys.iter().any(|k| sym.contains(k)))
+                .unwrap_or(PATH_PARTS.len());
+            samples[part] += n;
+        }
+        let requests = (rate * PERF_SECS).max(1.0);
+        let per_request = |n: f64| n / PERF_HZ * 1e6 / requests;
+        let mut out: Vec<(&str, f64)> = PATH_PARTS
+            .iter()
+            .zip(&samples)
+            .map(|((name, _), n)| (*name, per_request(*n)))
+            .collect();
+        out.push(("other", per_request(samples[PATH_PARTS.len()])));
+        Ok(out)
+    }
 }
