@@ -443,7 +443,7 @@ fn addresses_in(lab: &Lab, host: usize, container: &str) -> Result<String> {
 
 #[test]
 fn network_connect_and_disconnect() {
-    let lab = Lab::swarm_with_images(2, "both.tar").unwrap();
+    let mut lab = Lab::swarm_with_images(2, "both.tar").unwrap();
     let h1 = lab.host(1);
     for args in [
         &[
@@ -467,6 +467,8 @@ fn network_connect_and_disconnect() {
         "api",
         "--network",
         "back",
+        "--constraint",
+        "node.hostname==node1",
         "shoal-test/httpd:latest",
         "sh",
         "-c",
@@ -513,6 +515,9 @@ fn network_connect_and_disconnect() {
     assert_eq!(node, node_id(&lab, 2));
     assert_eq!(addr.split('/').next(), Some(back_ip.as_str()));
     assert!(!listed(&lab, &att));
+    // `node ps` shows only tasks with a container (as Docker): node2 runs none.
+    let ps = h1.docker(&["node", "ps", "node2"]).unwrap();
+    assert_eq!(ps.lines().skip(1).count(), 0, "{ps}");
 
     // c1 resolves and reaches the service on `back`; the service's task reaches c1 by its
     // name and alias there.
@@ -534,6 +539,15 @@ fn network_connect_and_disconnect() {
             &["ping", "-c", "1", "-W", "2", "c1"],
         )
         .is_ok())
+    });
+
+    // A daemon restart adopts the connected network too.
+    lab.host_mut(2).restart().unwrap();
+    lab.wait_ready(2).unwrap();
+    let (h1, n2) = (lab.host(1), lab.host(2));
+    eventually("c1 reaches api after node2's restart", 40, || {
+        Ok(http_get(&lab, 2, "c1", "api")?.contains(MARKER)
+            && resolve(&lab, api_host, &api_c, "c1")? == BTreeSet::from([back_ip.clone()]))
     });
 
     // Bad input: Docker's errors, nothing changes.
@@ -564,6 +578,14 @@ fn network_connect_and_disconnect() {
         .unwrap_err()
         .to_string();
     assert!(err.to_lowercase().contains("no such container"), "{err}");
+    n2.docker(&["run", "-d", "--name", "plain", BUSYBOX, "sleep", "600"])
+        .unwrap();
+    let err = n2
+        .docker(&["network", "connect", "back", "plain"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("default bridge network"), "{err}");
+    n2.docker(&["rm", "-f", "plain"]).unwrap();
     assert_eq!(recorded(&lab, 2), before);
     assert_eq!(address_on(&lab, 2, "c1", "back").unwrap(), back_ip);
 

@@ -316,12 +316,22 @@ fn stock_docker_cli_listings(lab: &Lab) {
         "RollbackConfig:",
         "Image: shoal-test/busybox:latest",
         "Args: sleep 600",
+        // Created without --endpoint-mode (by the shoal CLI): Docker's default is stored.
+        "Endpoint Mode: vip",
     ] {
         assert!(
             pretty.iter().any(|l| l == want),
             "{want:?} missing from {pretty:#?}"
         );
     }
+    let ours = h1
+        .shoal(&["service", "inspect", "--pretty", "capped"])
+        .unwrap();
+    assert!(
+        ours.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Endpoint", "Mode:", "vip"]),
+        "{ours}"
+    );
     let pretty = pretty_lines("zoned");
     assert!(
         pretty
