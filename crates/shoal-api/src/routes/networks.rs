@@ -115,3 +115,27 @@ async fn distribution(
         .distribution_inspect(name, registry_auth(&headers))
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_cli_connect_and_disconnect_bodies() {
+        // What docker 28 sends for `network connect --alias db app c1` / `disconnect -f`.
+        let c: ConnectRequest = serde_json::from_str(
+            r#"{"Container":"c1","EndpointConfig":{"IPAMConfig":{},"Links":null,"Aliases":["db"],"MacAddress":"","DriverOpts":{},"GwPriority":0,"NetworkID":"","EndpointID":"","Gateway":"","IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"","GlobalIPv6PrefixLen":0,"DNSNames":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.container, "c1");
+        assert_eq!(c.endpoint_config.unwrap().aliases, ["db"]);
+        let d: DisconnectRequest =
+            serde_json::from_str(r#"{"Container":"c1","Force":true}"#).unwrap();
+        assert_eq!((d.container.as_str(), d.force), ("c1", true));
+        // Other clients may leave the endpoint out.
+        let c: ConnectRequest = serde_json::from_str(r#"{"Container":"c1"}"#).unwrap();
+        assert!(c.endpoint_config.is_none());
+        assert!(container_named("  ").is_err());
+        assert_eq!(container_named("c1").unwrap(), "c1");
+    }
+}
