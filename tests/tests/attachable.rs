@@ -515,6 +515,18 @@ fn network_connect_and_disconnect() {
     assert_eq!(node, node_id(&lab, 2));
     assert_eq!(addr.split('/').next(), Some(back_ip.as_str()));
     assert!(!listed(&lab, &att));
+    // The worker's `network inspect` lists the connected container.
+    let c1_id = n2
+        .api_get("/v1.47/containers/c1/json")
+        .map(|v| v["Id"].as_str().unwrap_or("").to_string())
+        .unwrap();
+    eventually("network inspect on node2 lists c1 on back", 10, || {
+        let v = lab.host(2).api_get("/v1.47/networks/back")?;
+        Ok(v["Containers"][&c1_id]["Name"] == "c1"
+            && v["Containers"][&c1_id]["IPv4Address"]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&format!("{back_ip}/"))))
+    });
     // `node ps` shows only tasks with a container (as Docker): node2 runs none.
     let ps = h1.docker(&["node", "ps", "node2"]).unwrap();
     assert_eq!(ps.lines().skip(1).count(), 0, "{ps}");
