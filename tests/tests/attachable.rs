@@ -12,7 +12,9 @@
 //! overlay joins another as eth1 with an address from the managers, resolves and reaches that
 //! network's service by name and is reached by its name and alias; it leaves again with the
 //! interface, its names and its attachment; bad input is refused and changes nothing; a
-//! stopped container connected later finds the network when it starts.
+//! container on the default bridge joins and leaves an overlay the same way (its resolv.conf
+//! points at the embedded DNS server meanwhile); a stopped container connected later finds the
+//! network when it starts; a daemon restart keeps connected networks.
 
 use anyhow::{Result, anyhow};
 use serde_json::Value;
@@ -590,14 +592,6 @@ fn network_connect_and_disconnect() {
         .unwrap_err()
         .to_string();
     assert!(err.to_lowercase().contains("no such container"), "{err}");
-    n2.docker(&["run", "-d", "--name", "plain", BUSYBOX, "sleep", "600"])
-        .unwrap();
-    let err = n2
-        .docker(&["network", "connect", "back", "plain"])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("default bridge network"), "{err}");
-    n2.docker(&["rm", "-f", "plain"]).unwrap();
     assert_eq!(recorded(&lab, 2), before);
     assert_eq!(address_on(&lab, 2, "c1", "back").unwrap(), back_ip);
 
@@ -619,6 +613,54 @@ fn network_connect_and_disconnect() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("is not connected to network back"), "{err}");
+
+    // A container on the default bridge joins `back` too (eth1 next to the bridge's eth0),
+    // keeps it across a stop/start, and leaves it with its old resolv.conf.
+    n2.docker(&["run", "-d", "--name", "plain", BUSYBOX, "sleep", "600"])
+        .unwrap();
+    let bridge_ip = address_on(&lab, 2, "plain", "bridge").unwrap();
+    n2.docker(&["network", "connect", "back", "plain"]).unwrap();
+    let plain_ip = address_on(&lab, 2, "plain", "back").unwrap();
+    assert_eq!(address_on(&lab, 2, "plain", "bridge").unwrap(), bridge_ip);
+    let v = n2.api_get("/v1.47/containers/plain/json").unwrap();
+    assert_eq!(v["HostConfig"]["NetworkMode"], "bridge", "{v}");
+    let addrs = addresses_in(&lab, 2, "plain").unwrap();
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("eth1") && l.contains(&format!(" {plain_ip}/"))),
+        "{addrs}"
+    );
+    eventually("plain reaches api by name", 30, || {
+        Ok(http_get(&lab, 2, "plain", "api")?.contains(MARKER))
+    });
+    eventually("api resolves plain", 20, || {
+        Ok(resolve(&lab, api_host, &api_c, "plain")? == BTreeSet::from([plain_ip.clone()]))
+    });
+    let err = n2
+        .docker(&["network", "connect", "bridge", "plain"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("endpoint with name plain already exists in network bridge"),
+        "{err}"
+    );
+    n2.docker(&["stop", "-t", "1", "plain"]).unwrap();
+    n2.docker(&["start", "plain"]).unwrap();
+    eventually("the restarted plain reaches api", 30, || {
+        Ok(http_get(&lab, 2, "plain", "api")?.contains(MARKER))
+    });
+    let plain_att = attachment_of(&lab, 2, "plain", "back").unwrap();
+    n2.docker(&["network", "disconnect", "back", "plain"])
+        .unwrap();
+    let conf = in_container(&lab, 2, "plain", &["cat", "/etc/resolv.conf"]).unwrap();
+    assert!(!conf.contains("127.0.0.11"), "{conf}");
+    assert!(!addresses_in(&lab, 2, "plain").unwrap().contains(&plain_ip));
+    assert_eq!(address_on(&lab, 2, "plain", "bridge").unwrap(), bridge_ip);
+    eventually("plain's attachment released", 20, || {
+        Ok(held(&lab, &plain_att)?.is_none())
+    });
+    n2.docker(&["rm", "-f", "plain"]).unwrap();
 
     // A stopped container connected later finds the network when it starts.
     n2.docker(&["stop", "-t", "1", "c1"]).unwrap();

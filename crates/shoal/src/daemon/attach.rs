@@ -17,7 +17,9 @@
 //! `network connect` asks for one more attachment and wires it into the same namespace as the
 //! next `ethN` (running or stopped: a stopped container finds it when it starts, as in
 //! Docker); `network disconnect` unwires it and releases it. Those extra attachments are kept
-//! in the container's record.
+//! in the container's record. A container on the default bridge keeps its bridge namespace:
+//! its first swarm network is wired into it (the record names that namespace) and its
+//! resolv.conf points at the embedded DNS server until its last swarm network is gone.
 
 use super::Daemon;
 use super::active::mtls_channels;
@@ -69,6 +71,12 @@ pub struct Record {
     /// (retried by [`reconcile`]).
     #[serde(default)]
     pub releasing: Vec<String>,
+    /// A bridge container's namespace (its swarm networks were connected later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrowed_netns: Option<PathBuf>,
+    /// That container's resolv.conf before it pointed at the embedded DNS server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf_backup: Option<String>,
 }
 
 /// One network joined by `network connect`.
@@ -406,6 +414,8 @@ pub async fn prepare(
             task,
             connected: Vec::new(),
             releasing: Vec::new(),
+            borrowed_netns: None,
+            resolv_conf_backup: None,
         },
         plane,
     })
@@ -459,15 +469,25 @@ pub async fn reconcile(d: &Daemon) {
     }
     let plane = netplane::for_data_root(&d.cfg.data_root);
     for r in recs {
-        let state = d
-            .runtime
-            .inspect(&r.container_id)
-            .ok()
-            .map(|c| c.state.is_running());
+        let info = d.runtime.inspect(&r.container_id).ok();
+        if let Some(c) = &info
+            && r.borrowed_netns.is_some()
+            && !r.task.networks_attachments.is_empty()
+        {
+            // The runtime writes a bridge container's resolv.conf afresh on every start.
+            if let Err(e) = point_resolv_conf_at_dns(c) {
+                tracing::warn!(container = %c.id, "pointing resolv.conf at the embedded DNS server: {e}");
+            }
+        }
+        let state = info.map(|c| c.state.is_running());
         let Some(running) = state else {
             // Removed: unwire first (the container is gone), then give the address back.
             if let Some(p) = &plane {
-                p.release_container(&r.container_id).await;
+                if r.borrowed_netns.is_some() {
+                    p.release_borrowed(&r.attachment_id).await;
+                } else {
+                    p.release_container(&r.container_id).await;
+                }
             }
             set_published(&r.container_id, None);
             match detach_all(d, r.held()).await {
@@ -485,10 +505,17 @@ pub async fn reconcile(d: &Daemon) {
         if !r.releasing.is_empty() {
             finish_releases(d, &r).await;
         }
+        if r.task.networks_attachments.is_empty() {
+            continue; // only releases left
+        }
         let Some(p) = &plane else { continue };
         if published(&r.container_id).is_none() {
             // Not wired by this process: a restarted daemon adopts the namespace.
-            match p.restore(&r.task, &r.container_id, false).await {
+            let adopted = match &r.borrowed_netns {
+                Some(ns) => p.connect_borrowed(&r.task, ns, &r.container_id, true).await,
+                None => p.restore(&r.task, &r.container_id, false).await,
+            };
+            match adopted {
                 Ok(()) => set_published(&r.container_id, Some(false)),
                 Err(e) => {
                     tracing::debug!(container = %r.container_id, "adopting the attachment's network (will retry): {e:#}");
@@ -528,7 +555,10 @@ async fn finish_releases(d: &Daemon, r: &Record) {
             left.push(id.clone());
         }
     }
-    if left != r.releasing {
+    if left.is_empty() && r.task.networks_attachments.is_empty() {
+        // A bridge container whose last swarm network went: nothing is held any more.
+        forget(&d.cfg.data_root, &r.attachment_id);
+    } else if left != r.releasing {
         let mut r = r.clone();
         r.releasing = left;
         if let Err(e) = save(&d.cfg.data_root, &r) {
@@ -550,14 +580,33 @@ fn already_connected(container: &str, network: &str) -> ApiError {
     ))
 }
 
-/// The record of a container on a swarm network, or why it cannot join one here.
+/// Where a container joins one more network: its record (already on a swarm network), or
+/// the bridge namespace it has; else why it cannot join one here.
 fn record_for_connect(
     d: &Daemon,
     c: &rt::ContainerInfo,
     network: &str,
-) -> Result<Record, ApiError> {
+) -> Result<Result<Record, PathBuf>, ApiError> {
+    let on_bridge = d
+        .bridge
+        .as_ref()
+        .ok()
+        .and_then(|b| b.endpoint_of(&c.id))
+        .is_some();
+    if on_bridge && matches!(network, "bridge" | "default") {
+        return Err(already_connected(&c.name, network));
+    }
     if let Some(r) = by_container(&d.cfg.data_root, &c.id) {
-        return Ok(r);
+        if r.task.networks_attachments.is_empty() {
+            return Err(ApiError::conflict(format!(
+                "container {}: its last disconnect is still being released, try again shortly",
+                c.name
+            )));
+        }
+        return Ok(Ok(r));
+    }
+    if let (NetworkMode::Netns(path), true) = (&c.config.network, on_bridge) {
+        return Ok(Err(path.clone()));
     }
     Err(match &c.config.network {
         NetworkMode::Host => ApiError::permission_denied(
@@ -567,15 +616,135 @@ fn record_for_connect(
             "container {} uses the none network: it cannot be connected to network {network}",
             c.name
         )),
-        NetworkMode::Netns(_) if matches!(network, "bridge" | "default") => {
-            already_connected(&c.name, network)
-        }
         NetworkMode::Netns(_) => ApiError::invalid_argument(format!(
-            "container {} is on the default bridge network: connecting it to network {network} \
-             later is not supported here; create it with --network {network}",
+            "container {} has no network this daemon can extend (not on the bridge or a swarm network)",
             c.name
         )),
     })
+}
+
+/// An attachment to `network` for container `c` from the managers (its task and the one
+/// network attachment in it); a reply that cannot be used is released again.
+async fn request_attachment(
+    d: &Daemon,
+    network: &str,
+    c: &rt::ContainerInfo,
+    name: &str,
+    aliases: &[String],
+) -> Result<(Task, NetworkAttachment), ApiError> {
+    let (net, name, id) = (network.to_string(), name.to_string(), c.id.clone());
+    let resp = call(d, |mut cl| {
+        let req = AttachNetworkRequest {
+            network: net.clone(),
+            container_id: id.clone(),
+            container_name: name.clone(),
+            aliases: aliases.to_vec(),
+        };
+        async move { cl.attach_network(req).await }
+    })
+    .await
+    .map_err(|s| attach_error(network, &s))?;
+    let parsed = serde_json::from_slice::<Task>(&resp.task_json)
+        .map_err(|e| format!("the managers sent an unreadable attachment: {e}"))
+        .and_then(|t| match t.networks_attachments.first().cloned() {
+            Some(a) => Ok((t, a)),
+            None => Err("the managers sent an attachment without a network".to_string()),
+        });
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(why) => {
+            release_quietly(d, &resp.attachment_id).await;
+            Err(ApiError::internal(why))
+        }
+    }
+}
+
+async fn release_quietly(d: &Daemon, attachment: &str) {
+    if let Err(s) = detach(d, attachment).await {
+        tracing::warn!(attachment = %attachment, "releasing the attachment: {}", s.message());
+    }
+}
+
+/// The first swarm network of a bridge container: wired into the bridge's namespace, its
+/// resolv.conf pointed at the embedded DNS server (the old one kept to put back).
+async fn connect_bridge_container(
+    d: &Daemon,
+    plane: &NetPlane,
+    c: &rt::ContainerInfo,
+    netns: PathBuf,
+    network: &str,
+    aliases: &[String],
+) -> Result<(), ApiError> {
+    let (task, att) = request_attachment(d, network, c, &c.name, aliases).await?;
+    let undo = |why: ApiError| async {
+        plane.release_borrowed(&task.id).await;
+        release_quietly(d, &task.id).await;
+        Err(why)
+    };
+    if let Err(e) = plane.connect_borrowed(&task, &netns, &c.id, false).await {
+        return undo(ApiError::internal(format!("network {network}: {e:#}"))).await;
+    }
+    let backup = match std::fs::read_to_string(&c.resolv_conf_path) {
+        Ok(b) => b,
+        Err(e) => {
+            return undo(ApiError::internal(format!(
+                "reading the container's resolv.conf: {e}"
+            )))
+            .await;
+        }
+    };
+    if let Err(e) = point_resolv_conf_at_dns(c) {
+        return undo(ApiError::internal(format!(
+            "pointing the container's resolv.conf at the embedded DNS server: {e}"
+        )))
+        .await;
+    }
+    let mut r = Record {
+        attachment_id: task.id.clone(),
+        container_id: c.id.clone(),
+        container_name: c.name.clone(),
+        task: task.clone(),
+        connected: Vec::new(),
+        releasing: Vec::new(),
+        borrowed_netns: Some(netns),
+        resolv_conf_backup: Some(backup),
+    };
+    if let Some(s) = r.task.network_attachment_spec.as_mut() {
+        s.container_id = c.id.clone();
+    }
+    if let Err(e) = save(&d.cfg.data_root, &r) {
+        put_back_resolv_conf(c, &r);
+        return undo(ApiError::internal(format!(
+            "recording the network attachment: {e}"
+        )))
+        .await;
+    }
+    let running = c.state.is_running();
+    if running {
+        plane.container_running(&c.id).await;
+    }
+    set_published(&c.id, Some(running));
+    tracing::info!(container = %c.id, network = %att.network.spec.annotations.name, "bridge container connected");
+    Ok(())
+}
+
+/// Points a bridge container's resolv.conf at the embedded DNS server (unless it already
+/// does). Written in place: the container sees the file through a bind mount.
+fn point_resolv_conf_at_dns(c: &rt::ContainerInfo) -> std::io::Result<()> {
+    let ours = shoal_net::dns::resolv_conf(std::net::IpAddr::V4(netplane::DNS_ADDR), &[], Some(0));
+    if std::fs::read_to_string(&c.resolv_conf_path).is_ok_and(|cur| cur == ours) {
+        return Ok(());
+    }
+    std::fs::write(&c.resolv_conf_path, ours)
+}
+
+/// The resolv.conf a bridge container had before its first swarm network.
+fn put_back_resolv_conf(c: &rt::ContainerInfo, r: &Record) {
+    if let Some(b) = &r.resolv_conf_backup
+        && let Err(e) = std::fs::write(&c.resolv_conf_path, b)
+    {
+        tracing::warn!(container = %c.id, "restoring resolv.conf: {e}");
+    }
 }
 
 /// `network connect NETWORK CONTAINER` for a container on an attachable overlay: a new
@@ -593,8 +762,10 @@ pub async fn connect(
         .inspect(container)
         .map_err(super::containers::api_error)?;
     let _turn = ONE_AT_A_TIME.lock().await;
-    let mut r = record_for_connect(d, &c, network)?;
-    if let Some(a) = r.find_network(network) {
+    let found = record_for_connect(d, &c, network)?;
+    if let Ok(r) = &found
+        && let Some(a) = r.find_network(network)
+    {
         return Err(already_connected(&c.name, &a.network.spec.annotations.name));
     }
     if endpoint
@@ -609,39 +780,18 @@ pub async fn connect(
     let plane = netplane::for_data_root(&d.cfg.data_root).ok_or_else(|| {
         ApiError::unavailable("the node data plane is unavailable: overlay networks cannot be used")
     })?;
-    let (net, name, id) = (network.to_string(), r.container_name.clone(), c.id.clone());
-    let aliases = endpoint.aliases.clone();
-    let resp = call(d, |mut cl| {
-        let req = AttachNetworkRequest {
-            network: net.clone(),
-            container_id: id.clone(),
-            container_name: name.clone(),
-            aliases: aliases.clone(),
-        };
-        async move { cl.attach_network(req).await }
-    })
-    .await
-    .map_err(|s| attach_error(network, &s))?;
+    let mut r = match found {
+        Ok(r) => r,
+        Err(netns) => {
+            return connect_bridge_container(d, &plane, &c, netns, network, &endpoint.aliases)
+                .await;
+        }
+    };
+    let (task, att) =
+        request_attachment(d, network, &c, &r.container_name, &endpoint.aliases).await?;
     let release = |why: ApiError| async {
-        if let Err(s) = detach(d, &resp.attachment_id).await {
-            tracing::warn!(attachment = %resp.attachment_id, "releasing the attachment: {}", s.message());
-        }
+        release_quietly(d, &task.id).await;
         Err(why)
-    };
-    let task: Task = match serde_json::from_slice(&resp.task_json) {
-        Ok(t) => t,
-        Err(e) => {
-            return release(ApiError::internal(format!(
-                "the managers sent an unreadable attachment: {e}"
-            )))
-            .await;
-        }
-    };
-    let Some(att) = task.networks_attachments.first().cloned() else {
-        return release(ApiError::internal(
-            "the managers sent an attachment without a network",
-        ))
-        .await;
     };
     // The key may have named the network differently (ID prefix): look again by its ID.
     if r.find_network(&att.network.id).is_some() {
@@ -716,6 +866,9 @@ pub async fn disconnect(
     let Some(attachment) = r.attachment_id_of(&net.id).map(str::to_string) else {
         return Err(not_connected());
     };
+    if attachment == r.attachment_id && r.borrowed_netns.is_some() {
+        return disconnect_bridge_container(d, &c, r, &net).await;
+    }
     if attachment == r.attachment_id {
         return Err(ApiError::invalid_argument(format!(
             "container {} was created on network {}: it cannot be disconnected from it here (remove the container instead)",
@@ -740,6 +893,40 @@ pub async fn disconnect(
     save(&d.cfg.data_root, &r)
         .map_err(|e| ApiError::internal(format!("recording the disconnect: {e}")))?;
     tracing::info!(container = %c.id, network = %net.spec.annotations.name, "container disconnected");
+    Ok(())
+}
+
+/// A bridge container leaves its first swarm network: only once the networks connected after
+/// it are gone (they live in its data-plane entry). The namespace stays with the bridge and
+/// the old resolv.conf comes back.
+async fn disconnect_bridge_container(
+    d: &Daemon,
+    c: &rt::ContainerInfo,
+    mut r: Record,
+    net: &Network,
+) -> Result<(), ApiError> {
+    if let Some(other) = r.task.networks_attachments.get(1) {
+        return Err(ApiError::conflict(format!(
+            "container {}: disconnect it from network {} first",
+            c.name, other.network.spec.annotations.name
+        )));
+    }
+    if let Some(plane) = netplane::for_data_root(&d.cfg.data_root) {
+        plane.release_borrowed(&r.attachment_id).await;
+    }
+    put_back_resolv_conf(c, &r);
+    set_published(&c.id, None);
+    r.task.networks_attachments.clear();
+    match detach(d, &r.attachment_id).await {
+        Ok(()) => forget(&d.cfg.data_root, &r.attachment_id),
+        Err(s) => {
+            tracing::warn!(attachment = %r.attachment_id, "releasing a disconnected network (will retry): {}", s.message());
+            r.releasing.push(r.attachment_id.clone());
+            save(&d.cfg.data_root, &r)
+                .map_err(|e| ApiError::internal(format!("recording the disconnect: {e}")))?;
+        }
+    }
+    tracing::info!(container = %c.id, network = %net.spec.annotations.name, "bridge container disconnected");
     Ok(())
 }
 
@@ -783,6 +970,18 @@ pub fn network_settings(d: &Daemon, container: &str) -> Option<(String, Value)> 
             "MacAddress": "", "Networks": nets,
         }),
     ))
+}
+
+/// A bridge container's `Networks` with the swarm networks it was connected to added.
+pub fn with_swarm_networks(d: &Daemon, container: &str, mut networks: Value) -> Value {
+    if let Some((_, s)) = network_settings(d, container)
+        && let (Some(all), Some(swarm)) = (networks.as_object_mut(), s["Networks"].as_object())
+    {
+        for (k, v) in swarm {
+            all.insert(k.clone(), v.clone());
+        }
+    }
+    networks
 }
 
 /// Swarm networks this node has containers on (what a worker, which holds no cluster state,
@@ -947,6 +1146,8 @@ mod tests {
             },
             connected: Vec::new(),
             releasing: Vec::new(),
+            borrowed_netns: None,
+            resolv_conf_backup: None,
         }
     }
 

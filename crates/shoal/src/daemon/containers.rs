@@ -57,7 +57,11 @@ pub fn list(d: &Daemon, all: bool) -> Vec<Value> {
             let (ports, nets, mode) = match (br, &ep) {
                 (Some(b), Some(ep)) => (
                     bridge::ps_ports(ep),
-                    b.network_settings(Some(ep))["Networks"].clone(),
+                    super::attach::with_swarm_networks(
+                        d,
+                        &c.id,
+                        b.network_settings(Some(ep))["Networks"].clone(),
+                    ),
                     bridge::NETWORK_NAME.to_string(),
                 ),
                 _ => match super::attach::network_settings(d, &c.id) {
@@ -139,7 +143,11 @@ pub fn inspect(d: &Daemon, id: &str) -> Result<Value, ApiError> {
     let ep = d.bridge.as_ref().ok().and_then(|b| b.endpoint_of(&c.id));
     let swarm_net = super::attach::network_settings(d, &c.id);
     let net = match (d.bridge.as_ref().ok(), &ep, &swarm_net) {
-        (Some(b), Some(ep), _) => b.network_settings(Some(ep)),
+        (Some(b), Some(ep), _) => {
+            let mut s = b.network_settings(Some(ep));
+            s["Networks"] = super::attach::with_swarm_networks(d, &c.id, s["Networks"].take());
+            s
+        }
         (_, _, Some((_, settings))) => settings.clone(),
         _ => json!({"Networks": {}, "Ports": {}}),
     };
@@ -197,7 +205,7 @@ pub fn inspect(d: &Daemon, id: &str) -> Result<Value, ApiError> {
             "Tty": false, "OpenStdin": false, "AttachStdout": false, "AttachStderr": false,
         },
         "HostConfig": {
-            "NetworkMode": swarm_net.as_ref().map_or(network_mode_name(&c.config, ep.is_some()), |(n, _)| n.as_str()),
+            "NetworkMode": swarm_net.as_ref().filter(|_| ep.is_none()).map_or(network_mode_name(&c.config, ep.is_some()), |(n, _)| n.as_str()),
             "PortBindings": port_bindings,
             "Memory": c.config.resources.memory, "NanoCpus": c.config.resources.nano_cpus,
             "PidsLimit": c.config.resources.pids_limit, "ReadonlyRootfs": c.config.read_only,

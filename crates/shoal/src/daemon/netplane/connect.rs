@@ -5,6 +5,11 @@
 //! task follows it too: its records are published and withdrawn with the container, its DNS
 //! server resolves the new network's names, its VIP table balances the new network's services,
 //! and releasing the task (container removed) unwires it.
+//!
+//! A container on the default bridge has a namespace the bridge owns: its first swarm network
+//! makes a [`TaskNet`] that borrows that namespace (named by its absolute path, which no
+//! netns call accepts as a name, so the namespace is never deleted from here), without a
+//! gateway link (the bridge gives the default route).
 
 use super::*;
 
@@ -12,12 +17,32 @@ use super::*;
 const DNS_REBIND_TRIES: u32 = 40;
 const DNS_REBIND_PAUSE: Duration = Duration::from_millis(25);
 
+/// Most interfaces a container namespace is looked at for (`eth0`…).
+const MAX_IFACES: usize = 64;
+
 /// The lowest `ethN` that none of `used` has.
 fn free_ifname(used: &[&str]) -> String {
-    (0..)
+    (0..MAX_IFACES)
         .map(ifname)
         .find(|n| !used.contains(&n.as_str()))
-        .unwrap_or_else(|| ifname(0))
+        .unwrap_or_else(|| ifname(MAX_IFACES))
+}
+
+/// `ethN` names present in the namespace at `path` (the bridge's `eth0` included).
+async fn links_in(path: &Path) -> Result<Vec<String>> {
+    let nl = Netlink::in_netns(path)?;
+    let mut out = Vec::new();
+    for n in (0..MAX_IFACES).map(ifname) {
+        if nl.link(&n).await?.is_some() {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `tn` lives in a namespace it does not own (a bridge container's).
+fn borrowed(tn: &TaskNet) -> bool {
+    tn.netns.starts_with('/')
 }
 
 impl NetPlane {
@@ -40,8 +65,9 @@ impl NetPlane {
             bail!("already attached to network {}", p.network_name);
         }
         let path = tn.netns_path();
-        let used: Vec<&str> = tn.attachments.iter().map(|a| a.ifname.as_str()).collect();
-        let ifn = free_ifname(&used);
+        let mut used: Vec<String> = tn.attachments.iter().map(|a| a.ifname.clone()).collect();
+        used.extend(links_in(&path).await?);
+        let ifn = free_ifname(&used.iter().map(String::as_str).collect::<Vec<_>>());
         self.ensure_overlay(st, &p, vtep, mtu, owner).await?;
         let wired = match st.overlays.get(&p.network_id) {
             Some(e) => e
@@ -102,7 +128,7 @@ impl NetPlane {
             return Ok(());
         };
         if i == 0 {
-            bail!("the network the container was created on cannot be disconnected");
+            bail!("the first network of the container cannot be disconnected this way");
         }
         let p = tn.plans.remove(i);
         let endpoint = tn.attachments.remove(i);
@@ -131,6 +157,163 @@ impl NetPlane {
         self.drop_overlay_user(st, network_id, owner).await;
         self.changed(st);
         Ok(())
+    }
+
+    /// Wires the first swarm network of a bridge container into the bridge's namespace at
+    /// `netns` (attachment task `task`): overlay, the next free `ethN`, a DNS server on
+    /// 127.0.0.11 there. With `adopt` (a restarted daemon), existing interfaces are kept.
+    /// Errors leave the namespace as it was.
+    pub async fn connect_borrowed(
+        &self,
+        task: &Task,
+        netns: &Path,
+        container: &str,
+        adopt: bool,
+    ) -> Result<()> {
+        let plans = plan::task_plans(task).map_err(|e| anyhow!(e))?;
+        let name = netns.to_string_lossy().to_string();
+        if !name.starts_with('/') || !netns.exists() {
+            bail!("the container's network namespace {name} is gone");
+        }
+        let mut guard = self.state.lock().await;
+        let st = &mut *guard;
+        if let Some(t) = st.tasks.get_mut(&task.id) {
+            t.container = Some(container.to_string());
+            return Ok(());
+        }
+        let (vtep, mtu, gossip) = match &st.swarm {
+            Some(s) => (s.vtep, s.underlay_mtu, s.gossip.clone()),
+            None => bail!("this node is not in a swarm: overlay networks are unavailable"),
+        };
+        let mut tn = TaskNet {
+            task: task.clone(),
+            netns: name,
+            plans: plans.clone(),
+            attachments: Vec::new(),
+            dns: None,
+            published: Vec::new(),
+            container: Some(container.to_string()),
+            host_link: None,
+            gw: None,
+        };
+        let wired = self
+            .wire_borrowed(st, &mut tn, vtep, mtu, &gossip, adopt)
+            .await;
+        if let Err(e) = wired {
+            if !adopt {
+                self.unwire_borrowed(st, tn).await;
+            } else {
+                for p in &plans {
+                    self.drop_overlay_user(st, &p.network_id, &task.id).await;
+                }
+            }
+            return Err(e);
+        }
+        st.tasks.insert(task.id.clone(), tn);
+        self.changed(st);
+        Ok(())
+    }
+
+    async fn wire_borrowed(
+        &self,
+        st: &mut State,
+        tn: &mut TaskNet,
+        vtep: Ipv4Addr,
+        mtu: u32,
+        gossip: &Gossip,
+        adopt: bool,
+    ) -> Result<()> {
+        let path = tn.netns_path();
+        let mut present = links_in(&path).await?;
+        for p in tn.plans.clone() {
+            self.ensure_overlay(st, &p, vtep, mtu, &tn.task.id).await?;
+            let entry = st
+                .overlays
+                .get(&p.network_id)
+                .ok_or_else(|| anyhow!("overlay {} vanished", p.network_id))?;
+            let nl = entry.overlay.netlink();
+            // An adopted endpoint is found by its host-side name (derived from the inside name).
+            let mut found = None;
+            if adopt {
+                for n in &present {
+                    let (host_if, _) = bridge_net::veth_names(&path, n, p.ip);
+                    if nl.link(&host_if).await?.is_some() {
+                        found = Some((n.clone(), host_if));
+                        break;
+                    }
+                }
+            }
+            let att = match found {
+                Some((ifn, host_if)) => Attachment {
+                    bridge: shoal_net::overlay::OVERLAY_BRIDGE.to_string(),
+                    host_ifname: host_if,
+                    netns: path.clone(),
+                    ifname: ifn,
+                    ip: p.ip,
+                    prefix: p.subnet.prefix_len(),
+                    mac: Mac::from_ip(p.ip),
+                    mtu: entry.overlay.spec.mtu,
+                },
+                None => {
+                    let ifn = free_ifname(&present.iter().map(String::as_str).collect::<Vec<_>>());
+                    let a = entry
+                        .overlay
+                        .attach_endpoint(&path, &ifn, p.ip, None, false)
+                        .await
+                        .with_context(|| format!("attaching to network {}", p.network_name))?;
+                    present.push(ifn);
+                    a
+                }
+            };
+            let local_vtep = entry.overlay.spec.local_vtep;
+            tn.attachments.push(att);
+            publish_endpoint(gossip, &p, local_vtep).await;
+        }
+        self.rebind_dns(tn).await
+    }
+
+    /// Undoes a borrowed [`TaskNet`]: records, endpoints, DNS, its VIP table; the namespace
+    /// stays with the bridge.
+    async fn unwire_borrowed(&self, st: &mut State, mut tn: TaskNet) {
+        if let Some(sw) = &st.swarm {
+            for r in &tn.published {
+                let _ = sw.gossip.withdraw_record(&r.network, r.ip).await;
+            }
+            for p in &tn.plans {
+                let _ = sw.gossip.withdraw(&p.network_id, p.ip).await;
+            }
+        }
+        drop(tn.dns.take());
+        for (att, p) in tn.attachments.iter().zip(&tn.plans) {
+            if let Some(e) = st.overlays.get(&p.network_id)
+                && let Err(err) = e.overlay.detach_endpoint(att).await
+            {
+                tracing::warn!(task = %tn.task.id, "detaching {}: {err}", att.ifname);
+            }
+        }
+        if st.applied_lb.remove(&tn.task.id).is_some()
+            && let Err(e) = delete_table(Some(tn.netns_path()), LB_TABLE).await
+        {
+            tracing::debug!(task = %tn.task.id, "removing the VIP table: {e}");
+        }
+        for p in &tn.plans {
+            self.drop_overlay_user(st, &p.network_id, &tn.task.id).await;
+        }
+        self.changed(st);
+    }
+
+    /// Takes every swarm network out of a bridge container's namespace (its last one was
+    /// disconnected, or the container is gone).
+    pub async fn release_borrowed(&self, task_id: &str) {
+        let mut guard = self.state.lock().await;
+        let st = &mut *guard;
+        match st.tasks.remove(task_id) {
+            Some(tn) if borrowed(&tn) => self.unwire_borrowed(st, tn).await,
+            Some(tn) => {
+                st.tasks.insert(task_id.to_string(), tn);
+            }
+            None => {}
+        }
     }
 
     /// The DNS server of `tn` again, with its current scopes (a server's scopes are fixed).
