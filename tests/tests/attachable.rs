@@ -558,7 +558,7 @@ fn network_connect_and_disconnect() {
     // A daemon restart adopts the connected network too.
     lab.host_mut(2).restart().unwrap();
     lab.wait_ready(2).unwrap();
-    let (h1, n2) = (lab.host(1), lab.host(2));
+    let n2 = lab.host(2);
     eventually("c1 reaches api after node2's restart", 40, || {
         Ok(http_get(&lab, 2, "c1", "api")?.contains(MARKER)
             && resolve(&lab, api_host, &api_c, "c1")? == BTreeSet::from([back_ip.clone()]))
@@ -649,6 +649,14 @@ fn network_connect_and_disconnect() {
     n2.docker(&["start", "plain"]).unwrap();
     eventually("the restarted plain reaches api", 30, || {
         Ok(http_get(&lab, 2, "plain", "api")?.contains(MARKER))
+    });
+    // A daemon restart adopts the bridge container's swarm network.
+    lab.host_mut(2).restart().unwrap();
+    lab.wait_ready(2).unwrap();
+    let (h1, n2) = (lab.host(1), lab.host(2));
+    eventually("plain reaches api after node2's restart", 40, || {
+        Ok(http_get(&lab, 2, "plain", "api")?.contains(MARKER)
+            && resolve(&lab, api_host, &api_c, "plain")? == BTreeSet::from([plain_ip.clone()]))
     });
     let plain_att = attachment_of(&lab, 2, "plain", "back").unwrap();
     n2.docker(&["network", "disconnect", "back", "plain"])
