@@ -457,6 +457,14 @@ fn network_connect_and_disconnect() {
             "front",
         ][..],
         &["network", "create", "-d", "overlay", "--attachable", "back"],
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "third",
+        ],
         &["network", "create", "-d", "overlay", "svconly"],
     ] {
         h1.docker(args).unwrap();
@@ -614,6 +622,26 @@ fn network_connect_and_disconnect() {
         .to_string();
     assert!(err.contains("is not connected to network back"), "{err}");
 
+    // A gap in the interface names (eth1 disconnected, eth2 kept) survives a daemon restart:
+    // the kept interface is adopted, not made again.
+    n2.docker(&["network", "connect", "back", "c1"]).unwrap();
+    n2.docker(&["network", "connect", "third", "c1"]).unwrap();
+    let third_ip = address_on(&lab, 2, "c1", "third").unwrap();
+    n2.docker(&["network", "disconnect", "back", "c1"]).unwrap();
+    lab.host_mut(2).restart().unwrap();
+    lab.wait_ready(2).unwrap();
+    let n2 = lab.host(2);
+    eventually("c1 keeps eth2 on third after node2's restart", 30, || {
+        let addrs = addresses_in(&lab, 2, "c1")?;
+        Ok(addrs.matches(&format!(" {third_ip}/")).count() == 1
+            && addrs
+                .lines()
+                .any(|l| l.contains("eth2") && l.contains(&format!(" {third_ip}/")))
+            && !addrs.contains("eth1"))
+    });
+    n2.docker(&["network", "disconnect", "third", "c1"])
+        .unwrap();
+
     // A container on the default bridge joins `back` too (eth1 next to the bridge's eth0),
     // keeps it across a stop/start, and leaves it with its old resolv.conf.
     n2.docker(&["run", "-d", "--name", "plain", BUSYBOX, "sleep", "600"])
@@ -690,7 +718,7 @@ fn network_connect_and_disconnect() {
     eventually("api gone", 30, || {
         Ok(service_containers(&lab, "api").is_empty())
     });
-    for n in ["front", "back", "svconly"] {
+    for n in ["front", "back", "third", "svconly"] {
         eventually(&format!("network {n} removed"), 20, || {
             Ok(h1.docker(&["network", "rm", n]).is_ok())
         });
@@ -704,6 +732,9 @@ fn network_connect_and_disconnect() {
                 let ns = netplane_namespaces(&root);
                 let tasks = ns.iter().filter(|n| n.contains("-t-")).count();
                 let overlays = ns.iter().filter(|n| n.contains("-ov-")).count();
+                if tasks > 0 || overlays > 1 {
+                    eprintln!("node{i} namespaces: {ns:?}");
+                }
                 Ok(tasks == 0 && overlays <= 1)
             },
         );

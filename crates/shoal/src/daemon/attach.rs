@@ -513,7 +513,7 @@ pub async fn reconcile(d: &Daemon) {
             // Not wired by this process: a restarted daemon adopts the namespace.
             let adopted = match &r.borrowed_netns {
                 Some(ns) => p.connect_borrowed(&r.task, ns, &r.container_id, true).await,
-                None => p.restore(&r.task, &r.container_id, false).await,
+                None => restore_with_connected(p, &r).await,
             };
             match adopted {
                 Ok(()) => set_published(&r.container_id, Some(false)),
@@ -532,6 +532,40 @@ pub async fn reconcile(d: &Daemon) {
             set_published(&r.container_id, Some(running));
         }
     }
+}
+
+/// Adopts a container's namespace after a daemon restart: its first network as the data
+/// plane restores a task, then each connected network by the interface it already has
+/// (their names need not follow their order after a disconnect).
+async fn restore_with_connected(p: &NetPlane, r: &Record) -> anyhow::Result<()> {
+    let mut first = r.task.clone();
+    let extra = first
+        .networks_attachments
+        .split_off(1.min(first.networks_attachments.len()));
+    p.restore(&first, &r.container_id, false).await?;
+    for a in &extra {
+        p.connect_extra(&r.attachment_id, a, true).await?;
+    }
+    Ok(())
+}
+
+/// Makes sure this process has adopted the wiring of `r` (right after a daemon restart the
+/// periodic reconcile may not have run yet), so connect/disconnect change the live state.
+async fn ensure_wired(p: &NetPlane, r: &Record) -> Result<(), ApiError> {
+    if published(&r.container_id).is_some() {
+        return Ok(());
+    }
+    let adopted = match &r.borrowed_netns {
+        Some(ns) => p.connect_borrowed(&r.task, ns, &r.container_id, true).await,
+        None => restore_with_connected(p, r).await,
+    };
+    adopted.map_err(|e| {
+        ApiError::unavailable(format!(
+            "the container's network is not ready on this node yet: {e:#}"
+        ))
+    })?;
+    set_published(&r.container_id, Some(false));
+    Ok(())
 }
 
 /// Releases every attachment in `ids`; the first refusal is returned (the rest are still
@@ -787,6 +821,7 @@ pub async fn connect(
                 .await;
         }
     };
+    ensure_wired(&plane, &r).await?;
     let (task, att) =
         request_attachment(d, network, &c, &r.container_name, &endpoint.aliases).await?;
     let release = |why: ApiError| async {
@@ -801,7 +836,7 @@ pub async fn connect(
         ))
         .await;
     }
-    if let Err(e) = plane.connect_extra(&r.attachment_id, &att).await {
+    if let Err(e) = plane.connect_extra(&r.attachment_id, &att, false).await {
         return release(ApiError::internal(format!("network {network}: {e:#}"))).await;
     }
     r.connected.push(Connected {
@@ -876,6 +911,7 @@ pub async fn disconnect(
         )));
     }
     if let Some(plane) = netplane::for_data_root(&d.cfg.data_root) {
+        ensure_wired(&plane, &r).await?;
         plane
             .disconnect_extra(&r.attachment_id, &net.id)
             .await
@@ -912,6 +948,7 @@ async fn disconnect_bridge_container(
         )));
     }
     if let Some(plane) = netplane::for_data_root(&d.cfg.data_root) {
+        ensure_wired(&plane, &r).await?;
         plane.release_borrowed(&r.attachment_id).await;
     }
     put_back_resolv_conf(c, &r);

@@ -45,12 +45,45 @@ fn borrowed(tn: &TaskNet) -> bool {
     tn.netns.starts_with('/')
 }
 
+/// The endpoint of plan `p` already in the namespace at `path` (a restarted daemon): found by
+/// its host-side name in the overlay's namespace, which derives from the inside name.
+async fn adopted(
+    overlay_nl: &Netlink,
+    path: &Path,
+    present: &[String],
+    p: &AttachPlan,
+    mtu: u32,
+) -> Option<Attachment> {
+    for n in present {
+        let (host_if, _) = bridge_net::veth_names(path, n, p.ip);
+        if let Ok(Some(_)) = overlay_nl.link(&host_if).await {
+            return Some(Attachment {
+                bridge: shoal_net::overlay::OVERLAY_BRIDGE.to_string(),
+                host_ifname: host_if,
+                netns: path.to_path_buf(),
+                ifname: n.clone(),
+                ip: p.ip,
+                prefix: p.subnet.prefix_len(),
+                mac: Mac::from_ip(p.ip),
+                mtu,
+            });
+        }
+    }
+    None
+}
+
 impl NetPlane {
     /// Wires `att` into the namespace of task `owner` (a standalone container's first
     /// attachment): overlay, a new `ethN` with the allocated address, the network's names in
     /// its DNS, and its records if the container runs. Returns the interface name. Errors
-    /// leave the namespace as it was.
-    pub async fn connect_extra(&self, owner: &str, att: &NetworkAttachment) -> Result<String> {
+    /// leave the namespace as it was. With `adopt` (a restarted daemon), an interface already
+    /// there for it is kept, and a network already wired is not an error.
+    pub async fn connect_extra(
+        &self,
+        owner: &str,
+        att: &NetworkAttachment,
+        adopt: bool,
+    ) -> Result<String> {
         let p = plan::attach_plan(att).map_err(|e| anyhow!(e))?;
         let mut guard = self.state.lock().await;
         let st = &mut *guard;
@@ -61,21 +94,39 @@ impl NetPlane {
         let Some(tn) = st.tasks.get(owner) else {
             bail!("the container's network (attachment {owner}) is not wired on this node");
         };
-        if tn.plans.iter().any(|q| q.network_id == p.network_id) {
+        if let Some(i) = tn.plans.iter().position(|q| q.network_id == p.network_id) {
+            if adopt {
+                return Ok(tn
+                    .attachments
+                    .get(i)
+                    .map(|a| a.ifname.clone())
+                    .unwrap_or_default());
+            }
             bail!("already attached to network {}", p.network_name);
         }
         let path = tn.netns_path();
         let mut used: Vec<String> = tn.attachments.iter().map(|a| a.ifname.clone()).collect();
-        used.extend(links_in(&path).await?);
+        let present = links_in(&path).await?;
+        used.extend(present.iter().cloned());
         let ifn = free_ifname(&used.iter().map(String::as_str).collect::<Vec<_>>());
         self.ensure_overlay(st, &p, vtep, mtu, owner).await?;
         let wired = match st.overlays.get(&p.network_id) {
-            Some(e) => e
-                .overlay
-                .attach_endpoint(&path, &ifn, p.ip, None, false)
-                .await
-                .map(|a| (a, e.overlay.spec.local_vtep))
-                .with_context(|| format!("attaching to network {}", p.network_name)),
+            Some(e) => {
+                let kept = if adopt {
+                    adopted(e.overlay.netlink(), &path, &present, &p, e.overlay.spec.mtu).await
+                } else {
+                    None
+                };
+                match kept {
+                    Some(a) => Ok((a, e.overlay.spec.local_vtep)),
+                    None => e
+                        .overlay
+                        .attach_endpoint(&path, &ifn, p.ip, None, false)
+                        .await
+                        .map(|a| (a, e.overlay.spec.local_vtep))
+                        .with_context(|| format!("attaching to network {}", p.network_name)),
+                }
+            }
             None => Err(anyhow!("overlay {} vanished", p.network_id)),
         };
         let (endpoint, local_vtep) = match wired {
@@ -89,6 +140,7 @@ impl NetPlane {
         let Some(tn) = st.tasks.get_mut(owner) else {
             bail!("attachment {owner} was released meanwhile");
         };
+        let ifn = endpoint.ifname.clone();
         tn.plans.push(p.clone());
         tn.attachments.push(endpoint);
         tn.task.networks_attachments.push(att.clone());
@@ -231,29 +283,20 @@ impl NetPlane {
                 .overlays
                 .get(&p.network_id)
                 .ok_or_else(|| anyhow!("overlay {} vanished", p.network_id))?;
-            let nl = entry.overlay.netlink();
-            // An adopted endpoint is found by its host-side name (derived from the inside name).
-            let mut found = None;
-            if adopt {
-                for n in &present {
-                    let (host_if, _) = bridge_net::veth_names(&path, n, p.ip);
-                    if nl.link(&host_if).await?.is_some() {
-                        found = Some((n.clone(), host_if));
-                        break;
-                    }
-                }
-            }
+            let found = if adopt {
+                adopted(
+                    entry.overlay.netlink(),
+                    &path,
+                    &present,
+                    &p,
+                    entry.overlay.spec.mtu,
+                )
+                .await
+            } else {
+                None
+            };
             let att = match found {
-                Some((ifn, host_if)) => Attachment {
-                    bridge: shoal_net::overlay::OVERLAY_BRIDGE.to_string(),
-                    host_ifname: host_if,
-                    netns: path.clone(),
-                    ifname: ifn,
-                    ip: p.ip,
-                    prefix: p.subnet.prefix_len(),
-                    mac: Mac::from_ip(p.ip),
-                    mtu: entry.overlay.spec.mtu,
-                },
+                Some(a) => a,
                 None => {
                     let ifn = free_ifname(&present.iter().map(String::as_str).collect::<Vec<_>>());
                     let a = entry
