@@ -709,6 +709,27 @@ fn network_connect_and_disconnect() {
     });
     let att = attachment_of(&lab, 2, "c1", "back").unwrap();
 
+    // The network the container was created on can go too while another stays; the last one
+    // cannot.
+    let front_att = attachment_of(&lab, 2, "c1", "front").unwrap();
+    n2.docker(&["network", "disconnect", "front", "c1"])
+        .unwrap();
+    let v = n2.api_get("/v1.47/containers/c1/json").unwrap();
+    assert!(v["NetworkSettings"]["Networks"]["front"].is_null(), "{v}");
+    assert!(!addresses_in(&lab, 2, "c1").unwrap().contains(&front_ip));
+    assert_eq!(attachment_of(&lab, 2, "c1", "back").unwrap(), att);
+    eventually("c1's first attachment released", 20, || {
+        Ok(held(&lab, &front_att)?.is_none())
+    });
+    eventually("c1 still reaches api", 20, || {
+        Ok(http_get(&lab, 2, "c1", "api")?.contains(MARKER))
+    });
+    let err = n2
+        .docker(&["network", "disconnect", "back", "c1"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is its last network"), "{err}");
+
     // rm releases every attachment of the container.
     n2.docker(&["rm", "-f", "c1"]).unwrap();
     eventually("c1's attachments released", 20, || {

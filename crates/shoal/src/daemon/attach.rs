@@ -77,6 +77,10 @@ pub struct Record {
     /// That container's resolv.conf before it pointed at the embedded DNS server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolv_conf_backup: Option<String>,
+    /// The first network was disconnected (its attachment released); the record and the
+    /// data plane keep its ID as their key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_released: bool,
 }
 
 /// One network joined by `network connect`.
@@ -97,7 +101,7 @@ impl Record {
 
     /// The attachment task behind network `network_id` of this container.
     fn attachment_id_of(&self, network_id: &str) -> Option<&str> {
-        if self.network().is_some_and(|n| n.id == network_id) {
+        if !self.first_released && self.network().is_some_and(|n| n.id == network_id) {
             return Some(&self.attachment_id);
         }
         self.connected
@@ -416,6 +420,7 @@ pub async fn prepare(
             releasing: Vec::new(),
             borrowed_netns: None,
             resolv_conf_backup: None,
+            first_released: false,
         },
         plane,
     })
@@ -538,12 +543,12 @@ pub async fn reconcile(d: &Daemon) {
 /// plane restores a task, then each connected network by the interface it already has
 /// (their names need not follow their order after a disconnect).
 async fn restore_with_connected(p: &NetPlane, r: &Record) -> anyhow::Result<()> {
-    let mut first = r.task.clone();
-    let extra = first
-        .networks_attachments
-        .split_off(1.min(first.networks_attachments.len()));
-    p.restore(&first, &r.container_id, false).await?;
-    for a in &extra {
+    // The namespace (gateway link, DNS) first, then every network by its interface: after a
+    // disconnect their order need not follow the interface names.
+    let mut bare = r.task.clone();
+    bare.networks_attachments.clear();
+    p.restore(&bare, &r.container_id, false).await?;
+    for a in &r.task.networks_attachments {
         p.connect_extra(&r.attachment_id, a, true).await?;
     }
     Ok(())
@@ -742,6 +747,7 @@ async fn connect_bridge_container(
         releasing: Vec::new(),
         borrowed_netns: Some(netns),
         resolv_conf_backup: Some(backup),
+        first_released: false,
     };
     if let Some(s) = r.task.network_attachment_spec.as_mut() {
         s.container_id = c.id.clone();
@@ -901,12 +907,14 @@ pub async fn disconnect(
     let Some(attachment) = r.attachment_id_of(&net.id).map(str::to_string) else {
         return Err(not_connected());
     };
-    if attachment == r.attachment_id && r.borrowed_netns.is_some() {
+    let last = r.task.networks_attachments.len() == 1;
+    if last && r.borrowed_netns.is_some() {
         return disconnect_bridge_container(d, &c, r, &net).await;
     }
-    if attachment == r.attachment_id {
+    if last {
+        // Its namespace would be left without any network this daemon tracks.
         return Err(ApiError::invalid_argument(format!(
-            "container {} was created on network {}: it cannot be disconnected from it here (remove the container instead)",
+            "container {}: network {} is its last network; it cannot be disconnected from it here (remove the container instead)",
             c.name, net.spec.annotations.name
         )));
     }
@@ -916,6 +924,9 @@ pub async fn disconnect(
             .disconnect_extra(&r.attachment_id, &net.id)
             .await
             .map_err(|e| ApiError::internal(format!("network {network}: {e:#}")))?;
+    }
+    if attachment == r.attachment_id {
+        r.first_released = true;
     }
     r.connected.retain(|x| x.attachment_id != attachment);
     r.task
@@ -932,36 +943,37 @@ pub async fn disconnect(
     Ok(())
 }
 
-/// A bridge container leaves its first swarm network: only once the networks connected after
-/// it are gone (they live in its data-plane entry). The namespace stays with the bridge and
-/// the old resolv.conf comes back.
+/// A bridge container leaves its last swarm network: its data-plane entry goes, the
+/// namespace stays with the bridge and the old resolv.conf comes back.
 async fn disconnect_bridge_container(
     d: &Daemon,
     c: &rt::ContainerInfo,
     mut r: Record,
     net: &Network,
 ) -> Result<(), ApiError> {
-    if let Some(other) = r.task.networks_attachments.get(1) {
-        return Err(ApiError::conflict(format!(
-            "container {}: disconnect it from network {} first",
-            c.name, other.network.spec.annotations.name
-        )));
-    }
     if let Some(plane) = netplane::for_data_root(&d.cfg.data_root) {
         ensure_wired(&plane, &r).await?;
         plane.release_borrowed(&r.attachment_id).await;
     }
     put_back_resolv_conf(c, &r);
     set_published(&c.id, None);
+    // Every attachment the record holds goes (the first may have been disconnected before).
+    let ids: Vec<String> = r.held().map(str::to_string).collect();
     r.task.networks_attachments.clear();
-    match detach(d, &r.attachment_id).await {
-        Ok(()) => forget(&d.cfg.data_root, &r.attachment_id),
-        Err(s) => {
-            tracing::warn!(attachment = %r.attachment_id, "releasing a disconnected network (will retry): {}", s.message());
-            r.releasing.push(r.attachment_id.clone());
-            save(&d.cfg.data_root, &r)
-                .map_err(|e| ApiError::internal(format!("recording the disconnect: {e}")))?;
+    r.connected.clear();
+    let mut left = Vec::new();
+    for id in ids {
+        if let Err(s) = detach(d, &id).await {
+            tracing::warn!(attachment = %id, "releasing a disconnected network (will retry): {}", s.message());
+            left.push(id);
         }
+    }
+    if left.is_empty() {
+        forget(&d.cfg.data_root, &r.attachment_id);
+    } else {
+        r.releasing = left;
+        save(&d.cfg.data_root, &r)
+            .map_err(|e| ApiError::internal(format!("recording the disconnect: {e}")))?;
     }
     tracing::info!(container = %c.id, network = %net.spec.annotations.name, "bridge container disconnected");
     Ok(())
@@ -1185,6 +1197,7 @@ mod tests {
             releasing: Vec::new(),
             borrowed_netns: None,
             resolv_conf_backup: None,
+            first_released: false,
         }
     }
 

@@ -179,8 +179,8 @@ impl NetPlane {
         let Some(i) = tn.plans.iter().position(|p| p.network_id == network_id) else {
             return Ok(());
         };
-        if i == 0 {
-            bail!("the first network of the container cannot be disconnected this way");
+        if tn.plans.len() == 1 {
+            bail!("the last network of the container cannot be disconnected this way");
         }
         let p = tn.plans.remove(i);
         let endpoint = tn.attachments.remove(i);
