@@ -8,8 +8,10 @@
 //! each figure is the median of rounds that alternate plain and encrypted (the order flips every
 //! round), and the ratio is the median of the per-round ratios. Every run is printed.
 //! `SHOAL_BENCH_ROUNDS` sets the number of rounds (default 5). All traffic stays in the lab.
+//! It also prints the packets the kernel dropped at each node's WireGuard TUN during the
+//! rounds (the userspace device reading its queue too slowly costs TCP retransmissions).
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use shoal_e2e::bench::{echo_reachable, env_count, median};
 use shoal_e2e::services::{container_netns, is_running, task_address, task_container, try_tasks};
 use shoal_e2e::wireguard::UapiSockets;
@@ -179,6 +181,7 @@ fn main() -> Result<()> {
     bulk(&cli.netns, to_plain)?;
     bulk(&cli.netns, to_sec)?;
 
+    let drops_before = tun_drops(&lab)?;
     let (mut g_plain, mut g_sec, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         let (p, s) = if r % 2 == 0 {
@@ -192,6 +195,13 @@ fn main() -> Result<()> {
         g_plain.push(p);
         g_sec.push(s);
         ratios.push(s / p);
+    }
+    for ((host, before), (_, after)) in drops_before.iter().zip(tun_drops(&lab)?) {
+        let (sent, dropped) = (after.0 - before.0, after.1 - before.1);
+        println!(
+            "{host}: during the rounds the kernel queued {sent} packets to the WireGuard TUN and dropped {dropped} more ({:.1} %) because the device had not read its queue",
+            dropped as f64 * 100.0 / (sent + dropped).max(1) as f64
+        );
     }
     let r_plain = rtt(&cli.netns, to_plain)?;
     let r_sec = rtt(&cli.netns, to_sec)?;
@@ -207,4 +217,40 @@ fn main() -> Result<()> {
         r_sec.as_secs_f64() / r_plain.as_secs_f64()
     );
     Ok(())
+}
+
+/// Per host: (packets the kernel sent into the WireGuard TUN, packets it dropped because the
+/// device's queue was full), from the device's counters in the host's namespace.
+fn tun_drops(lab: &Lab) -> Result<Vec<(String, (u64, u64))>> {
+    let mut out = Vec::new();
+    for h in &lab.hosts {
+        // The device is named like its UAPI socket (`/var/run/wireguard/<dev>.sock`).
+        let sock = shoal_e2e::wireguard::uapi_socket(h);
+        let dev = std::path::Path::new(&sock)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .ok_or_else(|| anyhow!("no device name in {sock}"))?;
+        let path = format!("/run/netns/{}", h.netns);
+        let json = in_netns_path(&path, move || {
+            std::process::Command::new("ip")
+                .args(["-s", "-j", "link", "show", "dev", &dev])
+                .output()
+        })??;
+        if !json.status.success() {
+            bail!(
+                "ip link show in {}: {}",
+                h.netns,
+                String::from_utf8_lossy(&json.stderr).trim()
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+        let tx = &v[0]["stats64"]["tx"];
+        let count = |k: &str| {
+            tx[k]
+                .as_u64()
+                .ok_or_else(|| anyhow!("no tx {k} in ip's answer"))
+        };
+        out.push((h.name.clone(), (count("packets")?, count("dropped")?)));
+    }
+    Ok(out)
 }
