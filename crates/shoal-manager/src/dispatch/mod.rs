@@ -42,6 +42,46 @@ fn is_live(t: &Task) -> bool {
         && (t.status.state < TaskState::Complete || t.desired_state < TaskState::Remove)
 }
 
+/// Whether the agent would learn nothing from `b` after `a`: the status is the agent's own
+/// report and the meta is the store's bookkeeping, so echoing them back (every status report
+/// of every task) doubled the dispatch work for nothing; the reference compares tasks the same
+/// way.
+fn same_for_agent(a: &Task, b: &Task) -> bool {
+    // Destructured so that a new field must be placed on one side or the other.
+    let Task {
+        id,
+        meta: _,
+        annotations,
+        spec,
+        service_id,
+        slot,
+        node_id,
+        status: _,
+        desired_state,
+        networks_attachments,
+        generic_resources,
+        job_iteration,
+        service_annotations,
+        spec_version,
+        endpoint,
+        network_attachment_spec,
+    } = a;
+    *id == b.id
+        && *desired_state == b.desired_state
+        && *node_id == b.node_id
+        && *slot == b.slot
+        && *service_id == b.service_id
+        && *spec_version == b.spec_version
+        && *job_iteration == b.job_iteration
+        && *spec == b.spec
+        && *annotations == b.annotations
+        && *networks_attachments == b.networks_attachments
+        && *generic_resources == b.generic_resources
+        && *service_annotations == b.service_annotations
+        && *endpoint == b.endpoint
+        && *network_attachment_spec == b.network_attachment_spec
+}
+
 /// What changed in the store during one batch, as far as assignment streams care.
 #[derive(Default)]
 pub(crate) struct Touched {
@@ -90,9 +130,13 @@ fn apply_touched(
         }
         match view.object(ObjectKind::Task, id) {
             Some(Object::Task(t)) if t.node_id == node_id && is_live(t) => {
-                if sent.tasks.get(id) != Some(t) {
-                    sent.tasks.insert(id.clone(), t.clone());
-                    changed.push(id.clone());
+                match sent.tasks.get_mut(id) {
+                    Some(known) if known == t => {}
+                    Some(known) if same_for_agent(known, t) => *known = t.clone(),
+                    _ => {
+                        sent.tasks.insert(id.clone(), t.clone());
+                        changed.push(id.clone());
+                    }
                 }
             }
             _ => {
@@ -215,7 +259,7 @@ pub fn diff_messages(old: &NodeSet, new: &NodeSet) -> Vec<AssignmentsMessage> {
     let changed: Vec<&Task> = new
         .tasks
         .values()
-        .filter(|t| old.tasks.get(&t.id) != Some(*t))
+        .filter(|t| !old.tasks.get(&t.id).is_some_and(|o| same_for_agent(o, t)))
         .collect();
     let removed: Vec<String> = old
         .tasks
@@ -353,6 +397,7 @@ pub fn spawn_assignment_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_types::TaskStatus;
 
     /// A node's complete set by a scan of every task (what the incremental path must match).
     fn node_set(view: &dyn ObjectSource, node_id: &str) -> NodeSet {
@@ -400,6 +445,35 @@ mod tests {
         assert!(
             msgs[0].node_attachments_json.is_empty(),
             "unchanged: left out"
+        );
+    }
+
+    #[test]
+    fn status_reports_are_not_echoed_but_desired_state_is() {
+        let task = Task {
+            id: "t1".into(),
+            node_id: "n1".into(),
+            status: TaskStatus::new(TaskState::Assigned, "assigned", chrono::Utc::now()),
+            desired_state: TaskState::Running,
+            ..Task::default()
+        };
+        let mut old = NodeSet::default();
+        old.tasks.insert("t1".into(), task.clone());
+        let mut new = old.clone();
+        let t = new.tasks.get_mut("t1").unwrap();
+        t.status = TaskStatus::new(TaskState::Running, "started", chrono::Utc::now());
+        t.meta.version.index += 7;
+        assert!(
+            diff_messages(&old, &new).is_empty(),
+            "the agent's own report is not sent back"
+        );
+        new.tasks.get_mut("t1").unwrap().desired_state = TaskState::Shutdown;
+        let msgs = diff_messages(&old, &new);
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(
+            msgs[0].tasks_json.len(),
+            1,
+            "a desired-state change is sent"
         );
     }
 
@@ -451,7 +525,14 @@ mod tests {
             let messages = apply_touched(&sim.mem, "n1", &mut sent, &touched);
             if messages.is_empty() {
                 skipped += 1;
-                assert!(sent == before_set, "step {step}: changed without telling");
+                assert!(
+                    sent.tasks.len() == before_set.tasks.len()
+                        && sent.tasks.iter().all(|(id, t)| before_set
+                            .tasks
+                            .get(id)
+                            .is_some_and(|b| same_for_agent(b, t))),
+                    "step {step}: changed without telling"
+                );
             } else {
                 assert_eq!(
                     messages.iter().map(|m| m.tasks_json.len()).sum::<usize>(),
