@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
-use crate::session::{ChannelFactory, SessionState};
+use crate::session::{ChannelFactory, SessionState, follow_leader};
 
 /// A container of a swarm task on this node (running or exited).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,27 +64,21 @@ const RESCAN: Duration = Duration::from_millis(500);
 pub fn start(
     reader: Arc<dyn TaskLogReader>,
     channels: ChannelFactory,
-    mut leader: watch::Receiver<SessionState>,
-    mut stop: watch::Receiver<bool>,
+    leader: watch::Receiver<SessionState>,
+    stop: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let target = leader.borrow().manager.clone();
-            if let Some(addr) = target
-                && let Ok(ch) = channels(&addr)
-                && let Err(e) = listen(&reader, ch, &mut stop).await
-            {
-                tracing::debug!("log subscriptions from {addr} ended: {e}");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = leader.changed() => {}
-                _ = stop.changed() => {}
-            }
-        }
+        follow_leader(
+            channels,
+            leader,
+            stop,
+            "log subscriptions",
+            |ch, mut stop| {
+                let reader = reader.clone();
+                async move { listen(&reader, ch, &mut stop).await }
+            },
+        )
+        .await
     });
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
-use crate::session::{ChannelFactory, SessionState};
+use crate::session::{ChannelFactory, SessionState, follow_leader};
 
 /// An executor error: `fatal` ones end the task (rejected before start, failed after).
 #[derive(Debug, Clone)]
@@ -126,26 +126,20 @@ impl Worker {
     async fn assignment_loop(
         self: Arc<Self>,
         channels: ChannelFactory,
-        mut leader: watch::Receiver<SessionState>,
-        mut stop: watch::Receiver<bool>,
+        leader: watch::Receiver<SessionState>,
+        stop: watch::Receiver<bool>,
     ) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let target = leader.borrow().manager.clone();
-            if let Some(addr) = target
-                && let Ok(ch) = channels(&addr)
-                && let Err(e) = self.follow(ch, &mut stop).await
-            {
-                tracing::debug!("assignment stream from {addr} ended: {e}");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = leader.changed() => {}
-                _ = stop.changed() => {}
-            }
-        }
+        follow_leader(
+            channels,
+            leader,
+            stop,
+            "assignment stream",
+            |ch, mut stop| {
+                let me = self.clone();
+                async move { me.follow(ch, &mut stop).await }
+            },
+        )
+        .await
     }
 
     async fn follow(

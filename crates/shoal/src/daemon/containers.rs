@@ -378,20 +378,20 @@ pub fn attach(rt: &Runtime, id: &str, opts: shoal_api::AttachOptions) -> Result<
         ..Default::default()
     };
     let lines = futures::stream::once(async move {
-        if opts.stream {
-            let deadline = tokio::time::Instant::now() + ATTACH_START_WAIT;
-            while let Ok(c) = rt.inspect(&id) {
-                let started_since = c.state.started_at.is_some_and(|t| t >= since);
-                if c.state.is_running() || started_since {
-                    break;
+        // Woken by each state change of the container (no polling): a `--rm` container that
+        // starts, exits and is removed quickly is seen started at its first change.
+        if opts.stream
+            && let Ok(mut changes) = rt.subscribe(&id)
+        {
+            let started = async {
+                while let Ok(c) = rt.inspect(&id) {
+                    let started_since = c.state.started_at.is_some_and(|t| t >= since);
+                    if c.state.is_running() || started_since || changes.changed().await.is_err() {
+                        break;
+                    }
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    break;
-                }
-                // Short: a `--rm` container that starts, exits and is removed between two
-                // looks loses its output (the real fix: removal waits for attached streams).
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            };
+            let _ = tokio::time::timeout(ATTACH_START_WAIT, started).await;
         }
         match logs(&rt, &id, log_opts) {
             Ok(l) => l.lines,

@@ -237,17 +237,12 @@ impl NetPlane {
             Some(s) => (s.vtep, s.underlay_mtu, s.gossip.clone()),
             None => bail!("this node is not in a swarm: overlay networks are unavailable"),
         };
-        let mut tn = TaskNet {
-            task: task.clone(),
-            netns: name,
-            plans: plans.clone(),
-            attachments: Vec::new(),
-            dns: None,
-            published: Vec::new(),
-            container: Some(container.to_string()),
-            host_link: None,
-            gw: None,
-        };
+        let mut tn = TaskNet::unwired(
+            task.clone(),
+            name,
+            plans.clone(),
+            Some(container.to_string()),
+        );
         let wired = self
             .wire_borrowed(st, &mut tn, vtep, mtu, &gossip, adopt)
             .await;

@@ -135,6 +135,26 @@ impl HostLink {
 }
 
 impl TaskNet {
+    /// Not wired yet: `wire_task`/`wire_borrowed` fill in the links, DNS and records.
+    fn unwired(
+        task: Task,
+        netns: String,
+        plans: Vec<AttachPlan>,
+        container: Option<String>,
+    ) -> Self {
+        TaskNet {
+            task,
+            netns,
+            plans,
+            attachments: Vec::new(),
+            dns: None,
+            published: Vec::new(),
+            container,
+            host_link: None,
+            gw: None,
+        }
+    }
+
     fn netns_path(&self) -> PathBuf {
         netns::path_of(&self.netns)
     }
@@ -468,17 +488,7 @@ impl NetPlane {
         netns::validate_name(&name).map_err(|e| PrepareError::Invalid(e.to_string()))?;
         let _ = netns::delete(&name);
         let path = netns::create(&name).map_err(|e| PrepareError::Failed(e.to_string()))?;
-        let mut tn = TaskNet {
-            task: task.clone(),
-            netns: name,
-            plans,
-            attachments: Vec::new(),
-            dns: None,
-            published: Vec::new(),
-            container: None,
-            host_link: None,
-            gw: None,
-        };
+        let mut tn = TaskNet::unwired(task.clone(), name, plans, None);
         match self.wire_task(&mut st, &mut tn, false).await {
             Ok(()) => {
                 st.tasks.insert(task.id.clone(), tn);
@@ -817,17 +827,7 @@ impl NetPlane {
             if !netns::path_of(&name).exists() {
                 bail!("network namespace {name} of task {} is gone", task.id);
             }
-            let mut tn = TaskNet {
-                task: task.clone(),
-                netns: name,
-                plans,
-                attachments: Vec::new(),
-                dns: None,
-                published: Vec::new(),
-                container: Some(container.to_string()),
-                host_link: None,
-                gw: None,
-            };
+            let mut tn = TaskNet::unwired(task.clone(), name, plans, Some(container.to_string()));
             if let Err(e) = self.wire_task(&mut st, &mut tn, true).await {
                 // Keep the namespace: the container still lives in it.
                 for p in &tn.plans {
