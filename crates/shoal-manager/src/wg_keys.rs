@@ -132,7 +132,7 @@ impl PeerSets {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(e) if !matches!(e.object, Object::Node(_)) => continue,
+                    Ok(e) if !matches!(*e.object, Object::Node(_)) => continue,
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 }

@@ -2,9 +2,10 @@
 //! type configuration built from them.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use shoal_types::{ApiError, Object, ObjectKind};
+use shoal_types::{ApiError, Object, ObjectKind, Task, TaskStatus};
 
 /// One change to the store. Versions are optimistic-concurrency guards: `Some(v)` must equal the
 /// object's current version (the log index of its last write).
@@ -20,6 +21,23 @@ pub enum Change {
         id: String,
         expected_version: Option<u64>,
     },
+    /// An agent's report on one of its tasks: a few hundred bytes in the log instead of the
+    /// whole task. Applied only while the task is still on `node_id` and only forward in state
+    /// (see `status_advances`); otherwise it changes nothing, and the rest of the command
+    /// still applies, so it needs no version guard.
+    TaskStatus {
+        task_id: String,
+        node_id: String,
+        status: TaskStatus,
+    },
+}
+
+/// Whether an agent's report on `node_id` moves the task on: task states never go back, and a
+/// report from a node the task has left is stale.
+pub fn status_advances(task: &Task, node_id: &str, status: &TaskStatus) -> bool {
+    task.node_id == node_id
+        && (status.state > task.status.state
+            || (status.state == task.status.state && *status != task.status))
 }
 
 /// A set of changes applied atomically: all of them or none.
@@ -54,11 +72,13 @@ impl Command {
 }
 
 /// A command that was applied: its log index (the version of everything it wrote) and, per
-/// change in order, the object as stored (for deletes: the object as it was last).
+/// change in order, the object as stored (for deletes: the object as it was last; a
+/// `TaskStatus` change that did not apply has none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
     pub index: u64,
-    pub objects: Vec<Object>,
+    /// Shared with the tables (serialized as plain objects when forwarded).
+    pub objects: Vec<Arc<Object>>,
 }
 
 /// The state machine's answer to one log entry. A refused command is still a committed entry;

@@ -13,7 +13,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use shoal_types::Object;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::command::{
     Applied, ApplyResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -30,6 +30,9 @@ const WATCH_CAPACITY: usize = 4096;
 pub(crate) struct Shared {
     view: Mutex<StoreView>,
     events: broadcast::Sender<Event>,
+    /// Receivers that must see every event (they never lag, so they never rescan the view);
+    /// each is fed under the view lock, like the broadcast.
+    complete_feeds: Mutex<Vec<mpsc::UnboundedSender<Event>>>,
 }
 
 impl Shared {
@@ -38,6 +41,7 @@ impl Shared {
         Arc::new(Shared {
             view: Mutex::new(StoreView::default()),
             events,
+            complete_feeds: Mutex::default(),
         })
     }
 
@@ -61,10 +65,27 @@ impl Shared {
         (g.clone(), self.events.subscribe())
     }
 
+    /// A view and an unbounded receiver of every event after it. For consumers whose work per
+    /// event is small and that must not lose any: the feed grows while they are behind.
+    pub(crate) fn view_and_complete_feed(&self) -> (StoreView, mpsc::UnboundedReceiver<Event>) {
+        let g = self.lock();
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.feeds().push(tx);
+        (g.clone(), rx)
+    }
+
+    fn feeds(&self) -> MutexGuard<'_, Vec<mpsc::UnboundedSender<Event>>> {
+        self.complete_feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn publish(&self, view: StoreView, events: Vec<Event>) {
         let mut g = self.lock();
         *g = view;
+        let mut feeds = self.feeds();
         for e in events {
+            feeds.retain(|f| f.send(e.clone()).is_ok());
             // No receivers is fine.
             let _ = self.events.send(e);
         }

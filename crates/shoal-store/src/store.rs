@@ -11,7 +11,7 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use shoal_proto::raft::raft_service_server::RaftServiceServer;
 use shoal_types::{ApiError, Reachability};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use crate::command::{Applied, Command, NodeId, Raft};
@@ -220,6 +220,12 @@ impl Store {
     /// A view plus the events that follow it, without gap or overlap.
     pub fn view_and_watch(&self) -> (StoreView, broadcast::Receiver<Event>) {
         self.inner.shared.view_and_watch()
+    }
+
+    /// Like `view_and_watch`, but the receiver never lags: every event is kept until read.
+    /// Only for consumers that keep up on average (cheap work per event).
+    pub fn view_and_complete_feed(&self) -> (StoreView, mpsc::UnboundedReceiver<Event>) {
+        self.inner.shared.view_and_complete_feed()
     }
 
     /// Returns once this leader has confirmed its leadership with a quorum and applied every

@@ -13,7 +13,7 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use shoal_types::{ApiError, Object, ObjectKind};
 
-use crate::command::{Applied, Change, Command};
+use crate::command::{Applied, Change, Command, status_advances};
 
 /// One kind's objects by ID, plus the unique-name index for kinds that have one.
 #[derive(Clone, Default)]
@@ -114,7 +114,8 @@ pub enum EventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
-    pub object: Object,
+    /// Shared with the table that holds it: an event costs a reference, not a copy.
+    pub object: Arc<Object>,
     pub index: u64,
 }
 
@@ -179,8 +180,10 @@ pub(crate) fn apply_command(
     let mut objects = Vec::with_capacity(cmd.changes.len());
     let mut events = Vec::with_capacity(cmd.changes.len());
     for change in &cmd.changes {
-        let (obj, kind) = apply_change(&mut t, change, index)?;
-        objects.push(obj.clone());
+        let Some((obj, kind)) = apply_change(&mut t, change, index)? else {
+            continue;
+        };
+        objects.push(Arc::clone(&obj));
         events.push(Event {
             kind,
             object: obj,
@@ -194,7 +197,7 @@ fn apply_change(
     t: &mut Tables,
     change: &Change,
     index: u64,
-) -> Result<(Object, EventKind), ApiError> {
+) -> Result<Option<(Arc<Object>, EventKind)>, ApiError> {
     match change {
         Change::Create(obj) => {
             let kind = obj.kind();
@@ -215,8 +218,9 @@ fn apply_change(
             }
             let mut obj = obj.clone();
             obj.set_version(index);
-            table.insert(Arc::new(obj.clone()));
-            Ok((obj, EventKind::Created))
+            let obj = Arc::new(obj);
+            table.insert(Arc::clone(&obj));
+            Ok(Some((obj, EventKind::Created)))
         }
         Change::Update {
             object,
@@ -244,8 +248,9 @@ fn apply_change(
             obj.set_version(index);
             // Remove first so a rename drops the old name from the index.
             table.remove(id);
-            table.insert(Arc::new(obj.clone()));
-            Ok((obj, EventKind::Updated))
+            let obj = Arc::new(obj);
+            table.insert(Arc::clone(&obj));
+            Ok(Some((obj, EventKind::Updated)))
         }
         Change::Delete {
             kind,
@@ -264,7 +269,26 @@ fn apply_change(
             let old = table
                 .remove(id)
                 .ok_or_else(|| ApiError::not_found(format!("{kind} {id} not found")))?;
-            Ok(((*old).clone(), EventKind::Deleted))
+            Ok(Some((old, EventKind::Deleted)))
+        }
+        Change::TaskStatus {
+            task_id,
+            node_id,
+            status,
+        } => {
+            let table = t.table_mut(ObjectKind::Task);
+            let Some(Object::Task(task)) = table.get(task_id).map(|o| o.as_ref()) else {
+                return Ok(None);
+            };
+            if !status_advances(task, node_id, status) {
+                return Ok(None);
+            }
+            let mut updated = task.clone();
+            updated.status = status.clone();
+            updated.meta.version.index = index;
+            let obj = Arc::new(Object::Task(updated));
+            table.insert(Arc::clone(&obj));
+            Ok(Some((obj, EventKind::Updated)))
         }
     }
 }
@@ -287,7 +311,7 @@ pub(crate) fn diff_events(old: &Tables, new: &Tables, index: u64) -> Vec<Event> 
         };
         events.push(Event {
             kind,
-            object: (**o).clone(),
+            object: Arc::clone(o),
             index,
         });
     }
@@ -295,7 +319,7 @@ pub(crate) fn diff_events(old: &Tables, new: &Tables, index: u64) -> Vec<Event> 
         if new.table(o.kind()).and_then(|t| t.get(o.id())).is_none() {
             events.push(Event {
                 kind: EventKind::Deleted,
-                object: (**o).clone(),
+                object: Arc::clone(o),
                 index,
             });
         }
@@ -389,5 +413,49 @@ mod tests {
             missing.err().unwrap().kind,
             shoal_types::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn task_status_applies_only_forward_and_on_the_tasks_node() {
+        use shoal_types::{TaskState, TaskStatus};
+        let task = |id: &str| {
+            Object::Task(Task {
+                id: id.into(),
+                node_id: "n1".into(),
+                status: TaskStatus::new(TaskState::Assigned, "assigned", chrono::Utc::now()),
+                ..Task::default()
+            })
+        };
+        let t = Tables::default();
+        let create = Command::new(vec![Change::Create(task("a")), Change::Create(task("b"))]);
+        let (t, _, _) = apply_command(&t, &create, 1).unwrap();
+        let report = |id: &str, node: &str, state| Change::TaskStatus {
+            task_id: id.into(),
+            node_id: node.into(),
+            status: TaskStatus::new(state, "", chrono::Utc::now()),
+        };
+        let cmd = Command::new(vec![
+            report("a", "n1", TaskState::Running),
+            // From a node the task is not on: ignored, the rest still applies.
+            report("b", "n2", TaskState::Running),
+            // A task that is gone: ignored.
+            report("zz", "n1", TaskState::Running),
+        ]);
+        let (t, applied, ev) = apply_command(&t, &cmd, 2).unwrap();
+        assert_eq!(applied.objects.len(), 1);
+        assert_eq!(ev.len(), 1);
+        let view = StoreView::new(t.clone(), 2);
+        let state = |v: &StoreView, id: &str| match v.get(ObjectKind::Task, id) {
+            Some(Object::Task(t)) => (t.status.state, t.meta.version.index),
+            other => panic!("task {id}: {other:?}"),
+        };
+        assert_eq!(state(&view, "a"), (TaskState::Running, 2));
+        assert_eq!(state(&view, "b"), (TaskState::Assigned, 1));
+
+        // Never backwards.
+        let back = Command::new(vec![report("a", "n1", TaskState::Preparing)]);
+        let (t, applied, ev) = apply_command(&t, &back, 3).unwrap();
+        assert!(applied.objects.is_empty() && ev.is_empty());
+        assert_eq!(state(&StoreView::new(t, 3), "a"), (TaskState::Running, 2));
     }
 }

@@ -85,8 +85,6 @@ fn same_for_agent(a: &Task, b: &Task) -> bool {
 /// What changed in the store during one batch, as far as assignment streams care.
 #[derive(Default)]
 pub(crate) struct Touched {
-    /// Events were lost (the watch lagged): only a full recomputation is safe.
-    lagged: bool,
     /// Tasks written in the batch, with the node they are on.
     tasks: BTreeMap<String, String>,
     secrets: BTreeSet<String>,
@@ -96,7 +94,7 @@ pub(crate) struct Touched {
 
 impl Touched {
     pub(crate) fn record(&mut self, ev: &shoal_store::Event) {
-        match &ev.object {
+        match ev.object.as_ref() {
             Object::Task(t) => {
                 self.tasks.insert(t.id.clone(), t.node_id.clone());
             }
@@ -131,8 +129,13 @@ fn apply_touched(
         match view.object(ObjectKind::Task, id) {
             Some(Object::Task(t)) if t.node_id == node_id && is_live(t) => {
                 match sent.tasks.get_mut(id) {
-                    Some(known) if known == t => {}
-                    Some(known) if same_for_agent(known, t) => *known = t.clone(),
+                    // The store stamps every write with a new version.
+                    Some(known) if known.meta == t.meta => {}
+                    // A status report: nothing to send, and only what changed is copied.
+                    Some(known) if same_for_agent(known, t) => {
+                        known.status.clone_from(&t.status);
+                        known.meta.clone_from(&t.meta);
+                    }
                     _ => {
                         sent.tasks.insert(id.clone(), t.clone());
                         changed.push(id.clone());
@@ -376,14 +379,7 @@ pub fn spawn_assignment_stream(
                 return;
             }
             let view = manager.view();
-            let messages = if touched.lagged {
-                let now = node_set_of(&view, &node_id, hub.tasks_on(&node_id));
-                let messages = diff_messages(&sent, &now);
-                sent = now;
-                messages
-            } else {
-                apply_touched(&view, &node_id, &mut sent, &touched)
-            };
+            let messages = apply_touched(&view, &node_id, &mut sent, &touched);
             drop(view);
             for m in messages {
                 if tx.send(Ok(m)).await.is_err() {
@@ -506,7 +502,7 @@ mod tests {
                     if before.object(kind, o.id()) != Some(o) {
                         touched.record(&shoal_store::Event {
                             kind: shoal_store::EventKind::Updated,
-                            object: o.clone(),
+                            object: Arc::new(o.clone()),
                             index: 0,
                         });
                     }
@@ -515,7 +511,7 @@ mod tests {
                     if sim.mem.object(kind, o.id()).is_none() {
                         touched.record(&shoal_store::Event {
                             kind: shoal_store::EventKind::Deleted,
-                            object: o.clone(),
+                            object: Arc::new(o.clone()),
                             index: 0,
                         });
                     }

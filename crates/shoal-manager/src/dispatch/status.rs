@@ -3,7 +3,7 @@
 
 use crate::manager::Manager;
 use shoal_proto::dispatcher::TaskStatusUpdate;
-use shoal_store::Change;
+use shoal_store::{Change, status_advances};
 use shoal_types::{ApiError, Object, ObjectKind, TaskStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -91,8 +91,9 @@ impl StatusBatcher {
     }
 }
 
-/// One proposal for a batch of reports (the furthest state per task wins); retried on
-/// version races with the orchestrators.
+/// One proposal for a batch of reports (the furthest state per task wins). Each report is a
+/// compact `TaskStatus` change that the store applies only if it still moves the task on, so
+/// a race with the orchestrators needs no retry.
 async fn propose_statuses(manager: &Manager, jobs: &[StatusJob]) -> Result<(), ApiError> {
     let mut wanted: BTreeMap<&str, (&str, &TaskStatus)> = BTreeMap::new();
     for job in jobs {
@@ -105,35 +106,22 @@ async fn propose_statuses(manager: &Manager, jobs: &[StatusJob]) -> Result<(), A
             }
         }
     }
-    let mut last_err = None;
-    for _ in 0..5 {
-        let view = manager.view();
-        let mut changes = Vec::new();
-        for (id, (node_id, status)) in &wanted {
-            let Some(Object::Task(t)) = view.get(ObjectKind::Task, id) else {
-                continue;
-            };
-            if t.node_id != *node_id
-                || status.state < t.status.state
-                || (status.state == t.status.state && *status == &t.status)
-            {
-                continue;
-            }
-            let mut updated = t.clone();
-            updated.status = (*status).clone();
-            changes.push(Change::Update {
-                object: Object::Task(updated),
-                expected_version: Some(t.meta.version.index),
-            });
-        }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        match manager.propose(changes).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind == shoal_types::ErrorKind::OutOfSequence => last_err = Some(e),
-            Err(e) => return Err(e),
-        }
+    let view = manager.view();
+    let changes: Vec<Change> = wanted
+        .into_iter()
+        .filter(|(id, (node_id, status))| {
+            matches!(view.get(ObjectKind::Task, id), Some(Object::Task(t))
+                if status_advances(t, node_id, status))
+        })
+        .map(|(id, (node_id, status))| Change::TaskStatus {
+            task_id: id.to_string(),
+            node_id: node_id.to_string(),
+            status: status.clone(),
+        })
+        .collect();
+    drop(view);
+    if changes.is_empty() {
+        return Ok(());
     }
-    Err(last_err.unwrap_or_else(|| ApiError::internal("task status update kept conflicting")))
+    manager.propose(changes).await.map(|_| ())
 }

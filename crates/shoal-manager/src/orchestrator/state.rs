@@ -91,6 +91,21 @@ impl MemObjects {
                     }
                     t.remove(id);
                 }
+                Change::TaskStatus {
+                    task_id,
+                    node_id,
+                    status,
+                } => {
+                    let t = next.entry(ObjectKind::Task).or_default();
+                    if let Some(Object::Task(cur)) = t.get(task_id)
+                        && shoal_store::status_advances(cur, node_id, status)
+                    {
+                        let mut updated = cur.clone();
+                        updated.status = status.clone();
+                        updated.meta.version.index = index;
+                        t.insert(task_id.clone(), Object::Task(updated));
+                    }
+                }
             }
         }
         self.kinds = next;
