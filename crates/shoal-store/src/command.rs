@@ -40,15 +40,18 @@ pub fn status_advances(task: &Task, node_id: &str, status: &TaskStatus) -> bool 
             || (status.state == task.status.state && *status != task.status))
 }
 
-/// A set of changes applied atomically: all of them or none.
+/// A set of changes applied atomically: all of them or none. Shared, because the log keeps
+/// recent entries in memory for the state machine and the followers (a clone is a reference).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Command {
-    pub changes: Vec<Change>,
+    pub changes: Arc<Vec<Change>>,
 }
 
 impl Command {
     pub fn new(changes: Vec<Change>) -> Self {
-        Command { changes }
+        Command {
+            changes: Arc::new(changes),
+        }
     }
 
     pub fn create(object: Object) -> Self {

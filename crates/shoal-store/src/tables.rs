@@ -179,7 +179,7 @@ pub(crate) fn apply_command(
     let mut t = tables.clone();
     let mut objects = Vec::with_capacity(cmd.changes.len());
     let mut events = Vec::with_capacity(cmd.changes.len());
-    for change in &cmd.changes {
+    for change in cmd.changes.iter() {
         let Some((obj, kind)) = apply_change(&mut t, change, index)? else {
             continue;
         };

@@ -178,14 +178,15 @@ pub fn remove_service(src: &dyn ObjectSource, id_or_name: &str) -> Result<Vec<Ch
 /// desired tasks (replicas, eligible nodes for global, job targets), completed tasks (jobs).
 pub fn service_status(src: &dyn ObjectSource, svc: &Service) -> ServiceStatus {
     let nodes = node_map(src);
-    let tasks: Vec<&Task> = src
-        .objects(ObjectKind::Task)
-        .filter_map(|o| match o {
-            Object::Task(t) if t.service_id == svc.id => Some(t),
-            _ => None,
-        })
-        .collect();
-    status_of(svc, &tasks, &nodes)
+    let mut counts = TaskCounts::default();
+    for o in src.objects(ObjectKind::Task) {
+        if let Object::Task(t) = o
+            && t.service_id == svc.id
+        {
+            counts.count(svc, t, &nodes);
+        }
+    }
+    status_of(svc, counts, &nodes)
 }
 
 fn node_map(src: &dyn ObjectSource) -> HashMap<&str, &Node> {
@@ -197,32 +198,40 @@ fn node_map(src: &dyn ObjectSource) -> HashMap<&str, &Node> {
         .collect()
 }
 
-fn status_of(svc: &Service, tasks: &[&Task], nodes: &HashMap<&str, &Node>) -> ServiceStatus {
-    let node_down = |id: &str| {
-        nodes
-            .get(id)
-            .is_none_or(|n| n.status.state == NodeState::Down)
-    };
-    let kind = svc.mode_kind();
-    let iteration = svc.job_status.as_ref().map(|j| j.job_iteration);
-    let mut running = 0u64;
-    let mut completed = 0u64;
-    for t in tasks {
-        if kind.is_some_and(ModeKind::is_job) {
-            if t.job_iteration != iteration {
-                continue;
+/// Running and completed tasks of one service, counted task by task.
+#[derive(Default, Clone, Copy)]
+struct TaskCounts {
+    running: u64,
+    completed: u64,
+}
+
+impl TaskCounts {
+    fn count(&mut self, svc: &Service, t: &Task, nodes: &HashMap<&str, &Node>) {
+        if svc.mode_kind().is_some_and(ModeKind::is_job) {
+            if t.job_iteration != svc.job_status.as_ref().map(|j| j.job_iteration) {
+                return;
             }
             if t.status.state == TaskState::Complete {
-                completed += 1;
+                self.completed += 1;
             }
         }
+        let node_down = || {
+            nodes
+                .get(t.node_id.as_str())
+                .is_none_or(|n| n.status.state == NodeState::Down)
+        };
         if t.status.state == TaskState::Running
             && t.desired_state <= TaskState::Complete
-            && !node_down(&t.node_id)
+            && !node_down()
         {
-            running += 1;
+            self.running += 1;
         }
     }
+}
+
+fn status_of(svc: &Service, counts: TaskCounts, nodes: &HashMap<&str, &Node>) -> ServiceStatus {
+    let kind = svc.mode_kind();
+    let TaskCounts { running, completed } = counts;
     let eligible = || {
         nodes
             .values()
@@ -290,20 +299,24 @@ pub fn list_services(
         .cloned()
         .collect();
     if status {
-        // One walk over the tasks for all services.
+        // One walk over the tasks for all services, counting as it goes (grouping 100,000
+        // tasks first cost a share of the leader's CPU while `service ls` was polled).
         let nodes = node_map(src);
-        let mut by_service: HashMap<&str, Vec<&Task>> = HashMap::new();
+        let index: HashMap<&str, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let mut counts = vec![TaskCounts::default(); out.len()];
         for o in src.objects(ObjectKind::Task) {
-            if let Object::Task(t) = o {
-                by_service.entry(t.service_id.as_str()).or_default().push(t);
+            if let Object::Task(t) = o
+                && let Some(&i) = index.get(t.service_id.as_str())
+            {
+                counts[i].count(&out[i], t, &nodes);
             }
         }
-        for s in out.iter_mut() {
-            let tasks = by_service
-                .get(s.id.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            s.service_status = Some(status_of(s, tasks, &nodes));
+        for (s, c) in out.iter_mut().zip(counts) {
+            s.service_status = Some(status_of(s, c, &nodes));
             s.job_status = job_status(s);
         }
     }

@@ -161,7 +161,13 @@ fn apply_touched(
         return Vec::new();
     }
     let old = Dependencies::take(sent);
-    fill_dependencies(view, node_id, sent);
+    fill_dependencies(view, sent);
+    // The node's attachments change only with the networks.
+    sent.node_attachments = if touched.networks {
+        node_attachments(view, node_id)
+    } else {
+        old.node_attachments.clone()
+    };
     let changed: Vec<&Task> = changed.iter().filter_map(|id| sent.tasks.get(id)).collect();
     build_diff(changed, removed, &old, sent)
 }
@@ -195,12 +201,17 @@ fn node_set_of(view: &dyn ObjectSource, node_id: &str, ids: Vec<String>) -> Node
             set.tasks.insert(id, t.clone());
         }
     }
-    fill_dependencies(view, node_id, &mut set);
+    fill_dependencies(view, &mut set);
+    set.node_attachments = node_attachments(view, node_id);
     set
 }
 
-/// Fills the secrets and configs the set's running tasks use, and the node's attachments.
-fn fill_dependencies(view: &dyn ObjectSource, node_id: &str, set: &mut NodeSet) {
+fn node_attachments(view: &dyn ObjectSource, node_id: &str) -> Vec<NetworkAttachment> {
+    crate::network::node_attachments(crate::network::ingress_network(view), node_id)
+}
+
+/// Fills the secrets and configs the set's running tasks use.
+fn fill_dependencies(view: &dyn ObjectSource, set: &mut NodeSet) {
     let mut secret_ids = BTreeSet::new();
     let mut config_ids = BTreeSet::new();
     for t in set.tasks.values() {
@@ -219,8 +230,6 @@ fn fill_dependencies(view: &dyn ObjectSource, node_id: &str, set: &mut NodeSet) 
             set.configs.insert(id, c.clone());
         }
     }
-    set.node_attachments =
-        crate::network::node_attachments(crate::network::ingress_network(view), node_id);
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -497,7 +506,13 @@ mod tests {
                 _ => sim.step(),
             }
             let mut touched = Touched::default();
-            for kind in [ObjectKind::Task, ObjectKind::Secret, ObjectKind::Config] {
+            let kinds = [
+                ObjectKind::Task,
+                ObjectKind::Secret,
+                ObjectKind::Config,
+                ObjectKind::Network,
+            ];
+            for kind in kinds {
                 for o in sim.mem.objects(kind) {
                     if before.object(kind, o.id()) != Some(o) {
                         touched.record(&shoal_store::Event {

@@ -354,11 +354,30 @@ fn name_of(nets: &BTreeMap<String, Network>, id: &str) -> String {
 
 /// The copy of a network a task attachment carries (per-node bookkeeping left out).
 fn attachment_network(n: &Network) -> Network {
-    let mut n = n.clone();
-    n.driver_state
-        .options
-        .retain(|k, _| !k.starts_with(NODE_ADDR_PREFIX));
-    n
+    // Built field by field: the ingress network's options hold every node's address, and
+    // copying them (1,000 nodes) only to drop them again was most of a dispatch pass.
+    let Network {
+        id,
+        meta,
+        spec,
+        driver_state,
+        ipam_options,
+    } = n;
+    Network {
+        id: id.clone(),
+        meta: meta.clone(),
+        spec: spec.clone(),
+        driver_state: shoal_types::Driver {
+            name: driver_state.name.clone(),
+            options: driver_state
+                .options
+                .iter()
+                .filter(|(k, _)| !k.starts_with(NODE_ADDR_PREFIX))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        ipam_options: ipam_options.clone(),
+    }
 }
 
 /// The networks (ID, aliases) a task of `svc` attaches to, ingress first.
