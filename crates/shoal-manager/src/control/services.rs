@@ -178,12 +178,12 @@ pub fn remove_service(src: &dyn ObjectSource, id_or_name: &str) -> Result<Vec<Ch
 /// desired tasks (replicas, eligible nodes for global, job targets), completed tasks (jobs).
 pub fn service_status(src: &dyn ObjectSource, svc: &Service) -> ServiceStatus {
     let nodes = node_map(src);
-    let mut counts = TaskCounts::default();
+    let mut counts = TaskCounts::of(svc);
     for o in src.objects(ObjectKind::Task) {
         if let Object::Task(t) = o
             && t.service_id == svc.id
         {
-            counts.count(svc, t, &nodes);
+            counts.count(t, &nodes);
         }
     }
     status_of(svc, counts, &nodes)
@@ -199,16 +199,30 @@ fn node_map(src: &dyn ObjectSource) -> HashMap<&str, &Node> {
 }
 
 /// Running and completed tasks of one service, counted task by task.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone)]
 struct TaskCounts {
+    /// For a job: the iteration whose tasks count.
+    job: Option<Option<Version>>,
     running: u64,
     completed: u64,
 }
 
 impl TaskCounts {
-    fn count(&mut self, svc: &Service, t: &Task, nodes: &HashMap<&str, &Node>) {
-        if svc.mode_kind().is_some_and(ModeKind::is_job) {
-            if t.job_iteration != svc.job_status.as_ref().map(|j| j.job_iteration) {
+    fn of(svc: &Service) -> TaskCounts {
+        let job = svc
+            .mode_kind()
+            .is_some_and(ModeKind::is_job)
+            .then(|| svc.job_status.as_ref().map(|j| j.job_iteration.clone()));
+        TaskCounts {
+            job,
+            running: 0,
+            completed: 0,
+        }
+    }
+
+    fn count(&mut self, t: &Task, nodes: &HashMap<&str, &Node>) {
+        if let Some(iteration) = &self.job {
+            if t.job_iteration != *iteration {
                 return;
             }
             if t.status.state == TaskState::Complete {
@@ -231,7 +245,9 @@ impl TaskCounts {
 
 fn status_of(svc: &Service, counts: TaskCounts, nodes: &HashMap<&str, &Node>) -> ServiceStatus {
     let kind = svc.mode_kind();
-    let TaskCounts { running, completed } = counts;
+    let TaskCounts {
+        running, completed, ..
+    } = counts;
     let eligible = || {
         nodes
             .values()
@@ -307,12 +323,12 @@ pub fn list_services(
             .enumerate()
             .map(|(i, s)| (s.id.as_str(), i))
             .collect();
-        let mut counts = vec![TaskCounts::default(); out.len()];
+        let mut counts: Vec<TaskCounts> = out.iter().map(TaskCounts::of).collect();
         for o in src.objects(ObjectKind::Task) {
             if let Object::Task(t) = o
                 && let Some(&i) = index.get(t.service_id.as_str())
             {
-                counts[i].count(&out[i], t, &nodes);
+                counts[i].count(t, &nodes);
             }
         }
         for (s, c) in out.iter_mut().zip(counts) {
