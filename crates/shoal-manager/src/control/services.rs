@@ -212,7 +212,7 @@ impl TaskCounts {
         let job = svc
             .mode_kind()
             .is_some_and(ModeKind::is_job)
-            .then(|| svc.job_status.as_ref().map(|j| j.job_iteration.clone()));
+            .then(|| svc.job_status.as_ref().map(|j| j.job_iteration));
         TaskCounts {
             job,
             running: 0,
