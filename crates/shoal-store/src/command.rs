@@ -40,6 +40,23 @@ pub fn status_advances(task: &Task, node_id: &str, status: &TaskStatus) -> bool 
             || (status.state == task.status.state && *status != task.status))
 }
 
+/// The task as a `Change::TaskStatus` written at log `index` leaves it, or None when the report
+/// does not move it on (the store and the orchestrators' in-memory model apply it alike).
+pub fn task_with_status(
+    task: &Task,
+    node_id: &str,
+    status: &TaskStatus,
+    index: u64,
+) -> Option<Task> {
+    if !status_advances(task, node_id, status) {
+        return None;
+    }
+    let mut updated = task.clone();
+    updated.status = status.clone();
+    updated.meta.version.index = index;
+    Some(updated)
+}
+
 /// A set of changes applied atomically: all of them or none. Shared, because the log keeps
 /// recent entries in memory for the state machine and the followers (a clone is a reference).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

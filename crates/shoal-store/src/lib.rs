@@ -17,7 +17,9 @@ mod state_machine;
 mod store;
 mod tables;
 
-pub use command::{Applied, ApplyResult, Change, Command, TypeConfig, status_advances};
+pub use command::{
+    Applied, ApplyResult, Change, Command, TypeConfig, status_advances, task_with_status,
+};
 pub use config::RaftConfig;
 pub use network::{ChannelFactory, RaftGrpc, plaintext_channels};
 pub use store::{Member, MemberStatus, ProposeError, Store, StoreMetrics};

@@ -13,7 +13,7 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use shoal_types::{ApiError, Object, ObjectKind};
 
-use crate::command::{Applied, Change, Command, status_advances};
+use crate::command::{Applied, Change, Command, task_with_status};
 
 /// One kind's objects by ID, plus the unique-name index for kinds that have one.
 /// Keys are shared strings: a write copies the tree nodes on its path, and with each key a
@@ -283,12 +283,9 @@ fn apply_change(
             let Some(Object::Task(task)) = table.get(task_id).map(|o| o.as_ref()) else {
                 return Ok(None);
             };
-            if !status_advances(task, node_id, status) {
+            let Some(updated) = task_with_status(task, node_id, status, index) else {
                 return Ok(None);
-            }
-            let mut updated = task.clone();
-            updated.status = status.clone();
-            updated.meta.version.index = index;
+            };
             let obj = Arc::new(Object::Task(updated));
             table.insert(Arc::clone(&obj));
             Ok(Some((obj, EventKind::Updated)))

@@ -126,13 +126,14 @@ async fn next_relevant(
             Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if may_need_a_pass(&manager.view(), &ev) {
+        if may_need_a_pass(&ev, || manager.view()) {
             return Ok(());
         }
     }
 }
 
-fn may_need_a_pass(view: &dyn ObjectSource, ev: &shoal_store::Event) -> bool {
+/// `view` is taken only for a task's report, to look at its service.
+fn may_need_a_pass<V: ObjectSource>(ev: &shoal_store::Event, view: impl FnOnce() -> V) -> bool {
     let Object::Task(t) = ev.object.as_ref() else {
         return true;
     };
@@ -144,7 +145,7 @@ fn may_need_a_pass(view: &dyn ObjectSource, ev: &shoal_store::Event) -> bool {
     if !progressing {
         return true;
     }
-    match view.object(ObjectKind::Service, &t.service_id) {
+    match view().object(ObjectKind::Service, &t.service_id) {
         Some(Object::Service(s)) => s.update_status.as_ref().is_some_and(|u| {
             matches!(
                 u.state,
@@ -276,19 +277,22 @@ mod tests {
         };
         for state in [TaskState::Preparing, TaskState::Running] {
             assert!(
-                !may_need_a_pass(&sim.mem, &event(&task, state)),
+                !may_need_a_pass(&event(&task, state), || sim.mem.clone()),
                 "{state:?}"
             );
         }
         for state in [TaskState::Failed, TaskState::Complete, TaskState::Rejected] {
-            assert!(may_need_a_pass(&sim.mem, &event(&task, state)), "{state:?}");
+            assert!(
+                may_need_a_pass(&event(&task, state), || sim.mem.clone()),
+                "{state:?}"
+            );
         }
         let node = Event {
             kind: EventKind::Updated,
             object: std::sync::Arc::new(Object::Node(sim.node("n1"))),
             index: 9,
         };
-        assert!(may_need_a_pass(&sim.mem, &node));
+        assert!(may_need_a_pass(&node, || sim.mem.clone()));
 
         let mut updating = sim.service(&svc);
         updating.update_status = Some(UpdateStatus {
@@ -296,6 +300,8 @@ mod tests {
             ..UpdateStatus::default()
         });
         sim.mem.put(Object::Service(updating));
-        assert!(may_need_a_pass(&sim.mem, &event(&task, TaskState::Running)));
+        assert!(may_need_a_pass(&event(&task, TaskState::Running), || sim
+            .mem
+            .clone()));
     }
 }

@@ -98,11 +98,9 @@ impl MemObjects {
                 } => {
                     let t = next.entry(ObjectKind::Task).or_default();
                     if let Some(Object::Task(cur)) = t.get(task_id)
-                        && shoal_store::status_advances(cur, node_id, status)
+                        && let Some(updated) =
+                            shoal_store::task_with_status(cur, node_id, status, index)
                     {
-                        let mut updated = cur.clone();
-                        updated.status = status.clone();
-                        updated.meta.version.index = index;
                         t.insert(task_id.clone(), Object::Task(updated));
                     }
                 }
