@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::SECOND;
 use crate::error::ApiError;
 use crate::meta::{Annotations, Meta, Version, validate_object_name};
-use crate::task::{Task, TaskState};
+use crate::task::Task;
 use crate::task_spec::{
     DEFAULT_STOP_GRACE_PERIOD, NetworkAttachmentConfig, Placement, ResourceRequirements,
     RestartPolicy, str_enum,
@@ -542,48 +542,6 @@ impl Service {
     pub fn is_task_up_to_date(&self, task: &Task) -> bool {
         task.spec_version == self.spec_version
     }
-
-    /// `ServiceStatus` from this service's tasks: running = tasks observed running; desired =
-    /// replicas (replicated), runnable tasks (global), remaining concurrent work (jobs);
-    /// completed = tasks of the current job iteration that completed.
-    pub fn compute_status<'a>(&self, tasks: impl IntoIterator<Item = &'a Task>) -> ServiceStatus {
-        let iteration = self.job_status.as_ref().map(|j| j.job_iteration);
-        let mut running = 0u64;
-        let mut runnable = 0u64;
-        let mut completed = 0u64;
-        for t in tasks {
-            if t.service_id != self.id {
-                continue;
-            }
-            if t.status.state == TaskState::Running {
-                running += 1;
-            }
-            if t.desired_state.is_runnable_desired() {
-                runnable += 1;
-            }
-            if t.status.state == TaskState::Complete
-                && (iteration.is_none() || t.job_iteration == iteration)
-            {
-                completed += 1;
-            }
-        }
-        let desired = match self.mode_kind() {
-            Some(ModeKind::Replicated) => self.spec.mode.replicas().unwrap_or(1),
-            Some(ModeKind::ReplicatedJob) => {
-                let j = self.spec.mode.replicated_job.clone().unwrap_or_default();
-                let max = j.max_concurrent.unwrap_or(1);
-                let total = j.total_completions.unwrap_or(max);
-                max.min(total.saturating_sub(completed))
-            }
-            Some(ModeKind::Global) | Some(ModeKind::GlobalJob) | None => runnable,
-        };
-        let is_job = self.mode_kind().is_some_and(ModeKind::is_job);
-        ServiceStatus {
-            running_tasks: running,
-            desired_tasks: desired,
-            completed_tasks: if is_job { completed } else { 0 },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -775,48 +733,20 @@ mod tests {
     }
 
     #[test]
-    fn status_counts() {
+    fn task_up_to_date_follows_the_spec_version() {
         let mut svc = Service {
             id: "s".into(),
             spec: parse(CLI_CREATE),
             ..Service::default()
         };
         svc.spec_version = Some(Version { index: 7 });
-        let task = |state: TaskState, desired: TaskState| {
-            let mut t = Task {
-                service_id: "s".into(),
-                desired_state: desired,
-                ..Task::default()
-            };
-            t.status.state = state;
-            t
+        let mut task = Task {
+            service_id: "s".into(),
+            ..Task::default()
         };
-        let tasks = vec![
-            task(TaskState::Running, TaskState::Running),
-            task(TaskState::Preparing, TaskState::Running),
-            task(TaskState::Shutdown, TaskState::Shutdown),
-        ];
-        let st = svc.compute_status(&tasks);
-        assert_eq!(
-            (st.running_tasks, st.desired_tasks, st.completed_tasks),
-            (1, 2, 0)
-        );
-        assert!(!svc.is_task_up_to_date(&tasks[0]));
-        svc.spec.mode = ServiceMode::global();
-        assert_eq!(svc.compute_status(&tasks).desired_tasks, 2);
-        svc.spec.mode = ServiceMode {
-            replicated_job: Some(ReplicatedJob {
-                max_concurrent: Some(2),
-                total_completions: Some(3),
-            }),
-            ..ServiceMode::default()
-        };
-        let done = vec![
-            task(TaskState::Complete, TaskState::Running),
-            task(TaskState::Complete, TaskState::Running),
-        ];
-        let st = svc.compute_status(&done);
-        assert_eq!((st.desired_tasks, st.completed_tasks), (1, 2));
+        assert!(!svc.is_task_up_to_date(&task));
+        task.spec_version = Some(Version { index: 7 });
+        assert!(svc.is_task_up_to_date(&task));
     }
 
     #[test]
