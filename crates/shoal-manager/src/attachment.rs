@@ -18,7 +18,9 @@ use shoal_proto::dispatcher::{
 };
 use shoal_store::Change;
 use shoal_types::task::NetworkAttachmentSpec;
-use shoal_types::task_spec::{NetworkAttachmentConfig, RUNTIME_ATTACHMENT, TaskSpec};
+use shoal_types::task_spec::{
+    NetworkAttachmentConfig, RUNTIME_ATTACHMENT, TaskSpec, is_network_alias,
+};
 use shoal_types::{ErrorKind, Meta, Object, ObjectKind, Task, TaskState, TaskStatus, new_id};
 use std::time::Duration;
 use tonic::Status;
@@ -55,7 +57,7 @@ pub fn attachment_task(
     }
     let mut aliases: Vec<String> = Vec::new();
     for a in &req.aliases {
-        if !valid_alias(a) {
+        if !is_network_alias(a) {
             return Err(Status::invalid_argument(format!(
                 "invalid network alias {a:?}"
             )));
@@ -122,15 +124,6 @@ fn attached_already(
         }
         _ => false,
     })
-}
-
-/// Network aliases as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (one character is
-/// enough, unlike a container name).
-fn valid_alias(s: &str) -> bool {
-    s.len() <= 255
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// What the wait for the allocator saw.
@@ -386,6 +379,31 @@ mod tests {
         ended.status.state = TaskState::Shutdown;
         m.put(Object::Task(ended));
         assert!(attachment_task(&m, "node1", &r, Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn a_network_held_by_a_container_names_it_and_its_node() {
+        let mut m = store();
+        let mut node = match m.object(ObjectKind::Node, "node1") {
+            Some(Object::Node(n)) => n.clone(),
+            other => panic!("node1: {other:?}"),
+        };
+        node.description.hostname = "host-a".into();
+        m.put(Object::Node(node));
+        let mut t = attachment_task(&m, "node1", &req("app"), Utc::now()).unwrap();
+        t.networks_attachments = vec![shoal_types::task::NetworkAttachment {
+            network: net("netapp", "app", true),
+            addresses: vec!["10.0.9.2/24".into()],
+            ..Default::default()
+        }];
+        m.put(Object::Task(t));
+        let Some(Object::Network(app)) = m.object(ObjectKind::Network, "netapp").cloned() else {
+            panic!("no network app");
+        };
+        assert_eq!(
+            crate::network::network_user(&m, &app).as_deref(),
+            Some("network app is in use by container c1 on node host-a")
+        );
     }
 
     #[test]

@@ -730,6 +730,7 @@ mod tests {
         assert!(invalid(r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"RestartPolicy":{"Delay":-5}}}"#).contains("restart-delay"));
         assert!(invalid(r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"Resources":{"Reservations":{"MemoryBytes":1024}}}}"#).contains("4MiB"));
         assert!(invalid(r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"bb","StopGracePeriod":-1}}}"#).contains("StopGracePeriod"));
+        assert!(invalid(r#"{"Name":"x","TaskTemplate":{"ContainerSpec":{"Image":"bb"},"Networks":[{"Target":"n1","Aliases":["ok","bad!alias"]}]}}"#).contains("\"bad!alias\""));
     }
 
     #[test]

@@ -893,6 +893,15 @@ impl Placement {
     }
 }
 
+/// Network aliases as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]*` (one character is
+/// enough, unlike a container name).
+pub fn is_network_alias(s: &str) -> bool {
+    s.len() <= 255
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// A network a task attaches to. `Target` is an ID (service create) or a name (stack deploy).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -1000,6 +1009,12 @@ impl TaskSpec {
                 return Err(ApiError::invalid_argument(format!(
                     "service cannot attach to network {:?} more than once",
                     n.target
+                )));
+            }
+            // DNS could never answer for an alias outside this rule.
+            if let Some(a) = n.aliases.iter().find(|a| !is_network_alias(a)) {
+                return Err(ApiError::invalid_argument(format!(
+                    "invalid network alias {a:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
                 )));
             }
         }

@@ -116,10 +116,28 @@ pub fn network_user(src: &dyn ObjectSource, net: &Network) -> Option<String> {
             .any(|a| a.network.id == net.id)
             && task_blocks(t, &service_exists, &node_exists)
         {
-            return Some(format!(
-                "network {} is in use by task {}",
-                net.spec.annotations.name, t.id
-            ));
+            let name = &net.spec.annotations.name;
+            let node = src
+                .object(ObjectKind::Node, &t.node_id)
+                .and_then(|o| match o {
+                    Object::Node(n) => Some(n.display_name().to_string()),
+                    _ => None,
+                })
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| t.node_id.clone());
+            // A standalone container's attachment is a task only inside the cluster: name the
+            // container, which is what the user made and can remove.
+            return Some(match &t.network_attachment_spec {
+                Some(a) => {
+                    let container = if a.container_name.is_empty() {
+                        &a.container_id
+                    } else {
+                        &a.container_name
+                    };
+                    format!("network {name} is in use by container {container} on node {node}")
+                }
+                None => format!("network {name} is in use by task {} on node {node}", t.id),
+            });
         }
     }
     None
