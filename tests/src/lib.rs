@@ -362,14 +362,13 @@ impl Lab {
         // where a direct connection crosses it once, so that cost would count against it.
         // (The settings are per namespace; the hosts' own stay as they are.)
         if Path::new("/proc/sys/net/bridge").exists() {
+            // Written by a shell inside the namespace: /proc/sys/net is the writer's namespace's.
             in_ns(
                 &sw,
                 &[
-                    "sysctl",
-                    "-qw",
-                    "net.bridge.bridge-nf-call-iptables=0",
-                    "net.bridge.bridge-nf-call-ip6tables=0",
-                    "net.bridge.bridge-nf-call-arptables=0",
+                    "sh",
+                    "-c",
+                    "for k in iptables ip6tables arptables; do echo 0 > /proc/sys/net/bridge/bridge-nf-call-$k; done",
                 ],
             )?;
         }

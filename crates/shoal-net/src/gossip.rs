@@ -324,7 +324,8 @@ impl Gossip {
     }
 
     /// A stream of changes to [`Gossip::remote_endpoints`], starting with an `Added` for each
-    /// endpoint already known. Ends when the receiver is dropped.
+    /// endpoint already known. It diffs polls, so an endpoint that comes and goes between two
+    /// polls is never reported (nothing to program for it). Ends when the receiver is dropped.
     pub fn watch(&self) -> EndpointWatcher {
         let (tx, rx) = mpsc::channel(1024);
         let chitchat = self.handle.chitchat();
