@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "run as root (the lab uses network namespaces)" >&2; exit 1; }
-cargo build --release -p shoal -p shoal-e2e --bin shoal --bin bench-encrypted
+cargo build --release -p shoal -p shoal-monitor -p shoal-e2e --bin shoal --bin shoal-monitor --bin bench-encrypted
 SHOAL_BIN="$PWD/target/release/shoal" ./target/release/bench-encrypted
