@@ -548,6 +548,19 @@ fn encrypted_overlay_carries_nothing_in_clear() -> Result<()> {
         wg.lines().count() >= 5,
         "no WireGuard traffic captured: {wg}"
     );
+    // Every peer, this node included, is listed by its tunnel address (its VTEP here).
+    let inspect = h1.api_get("/v1.47/networks/sec")?;
+    let peer_ips: Vec<&str> = inspect["Peers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["IP"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(peer_ips.len(), 2, "peers of sec: {inspect}");
+    for h in &lab.hosts {
+        assert!(
+            !peer_ips.contains(&h.addr.as_str()),
+            "an underlay address among the encrypted network's peers: {peer_ips:?}"
+        );
+    }
     Ok(())
 }
 

@@ -76,8 +76,14 @@ impl NetPlane {
                 .filter(|r| &r.endpoint.network == id)
                 .map(|r| (r.node_id.clone(), r.endpoint.vtep))
                 .collect();
-            if let Some((node, ip)) = &me {
-                peers.insert(node.clone(), *ip);
+            if let Some((node, underlay)) = &me {
+                // The same kind of address as the remote peers': an encrypted overlay's VTEP
+                // is the node's tunnel address, not its underlay one.
+                let vtep = st
+                    .overlays
+                    .get(id)
+                    .map_or(*underlay, |e| e.overlay.spec.local_vtep);
+                peers.insert(node.clone(), vtep);
             }
             v.peers = peers
                 .into_iter()
