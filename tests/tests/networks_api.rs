@@ -193,6 +193,54 @@ fn overlay_networks_through_the_docker_cli() {
         (vec!["-d", "overlay", "front"], "already exists"),
         (vec!["-d", "nosuchdriver", "odd"], "nosuchdriver"),
         (vec!["-d", "overlay", "--ipv6", "six"], "IPv6"),
+        (
+            vec![
+                "-d",
+                "overlay",
+                "--subnet",
+                "10.60.0.0/24",
+                "--subnet",
+                "10.61.0.0/24",
+                "two",
+            ],
+            "one IPv4 subnet",
+        ),
+        (
+            vec!["-d", "overlay", "--subnet", "127.0.0.0/24", "lo"],
+            "loopback",
+        ),
+        (
+            vec![
+                "-d",
+                "overlay",
+                "--subnet",
+                "10.62.0.0/24",
+                "--aux-address",
+                "h=10.62.0.9",
+                "aux",
+            ],
+            "auxiliary addresses",
+        ),
+        (
+            vec![
+                "-d",
+                "overlay",
+                "-o",
+                "com.docker.network.driver.mtu=100",
+                "tiny",
+            ],
+            "an MTU from 576",
+        ),
+        (
+            vec![
+                "-d",
+                "overlay",
+                "-o",
+                "com.docker.network.driver.overlay.vxlanid_list=4096",
+                "vni",
+            ],
+            "already used by network ingress",
+        ),
     ];
     for (args, want) in refused {
         let mut full = vec!["network", "create"];

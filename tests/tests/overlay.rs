@@ -788,3 +788,66 @@ fn task_reaches_its_node_network_through_the_gateway_bridge() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// A network's `mtu` and `vxlanid_list` options are what its containers and VXLAN devices get.
+#[test]
+fn network_mtu_and_vxlan_id_options_reach_the_data_plane() -> Result<()> {
+    let lab = Lab::swarm_with_images(2, "both.tar")?;
+    let h1 = lab.host(1);
+    let net = h1
+        .docker(&[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "-o",
+            "com.docker.network.driver.mtu=1300",
+            "-o",
+            "com.docker.network.driver.overlay.vxlanid_list=6001",
+            "capped",
+        ])?
+        .trim()
+        .to_string();
+    h1.docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "cap",
+        "--replicas",
+        "2",
+        "--replicas-max-per-node",
+        "1",
+        "--network",
+        "capped",
+        "shoal-test/busybox:latest",
+        "sleep",
+        "600",
+    ])?;
+    let tasks = wait_for("both tasks running", Duration::from_secs(60), || {
+        let t = running_tasks(&lab, "cap");
+        Ok((t.len() == 2).then_some(t))
+    })?;
+    for t in &tasks {
+        let mtu = in_container(&lab, &t.container, &["cat", "/sys/class/net/eth0/mtu"])?;
+        assert_eq!(mtu.trim(), "1300", "eth0 of {}", t.container);
+    }
+    // Full-size frames cross between the nodes (1272 bytes of ICMP payload fill 1300).
+    let peer = &front_ips(&tasks[1..], &net);
+    let peer = peer.iter().next().ok_or_else(|| anyhow!("no address"))?;
+    let ping = in_container(
+        &lab,
+        &tasks[0].container,
+        &["ping", "-c", "1", "-W", "3", "-s", "1272", peer],
+    )?;
+    assert!(ping.contains("1 packets received"), "{ping}");
+    let overlay_namespaces = std::fs::read_dir("/run/netns")?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("ov-6001"))
+        .count();
+    assert_eq!(
+        overlay_namespaces, 2,
+        "one overlay namespace for VNI 6001 per node"
+    );
+    Ok(())
+}

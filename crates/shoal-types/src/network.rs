@@ -18,6 +18,12 @@ pub const SCOPE_SWARM: &str = "swarm";
 pub const OPT_VXLAN_ID_LIST: &str = "com.docker.network.driver.overlay.vxlanid_list";
 /// Driver option that asks for an encrypted data plane.
 pub const OPT_ENCRYPTED: &str = "encrypted";
+/// Driver option capping the MTU of the network's interfaces.
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// Smallest and largest MTU an overlay may be given (576: the least an IPv4 host must accept).
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 576..=65535;
+/// Largest VXLAN network identifier (24 bits; 0 is not used).
+pub const MAX_VXLAN_ID: u32 = (1 << 24) - 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -121,8 +127,49 @@ impl NetworkSpec {
             .is_some_and(|d| d.options.contains_key(OPT_ENCRYPTED))
     }
 
+    fn driver_option(&self, key: &str) -> Option<&str> {
+        self.driver_configuration
+            .as_ref()
+            .and_then(|d| d.options.get(key))
+            .map(String::as_str)
+    }
+
+    /// The MTU cap asked for with the `com.docker.network.driver.mtu` option (checked by
+    /// [`NetworkSpec::validate`]).
+    pub fn mtu(&self) -> Option<u32> {
+        self.driver_option(OPT_MTU)
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The VXLAN id asked for with the `vxlanid_list` option (checked by
+    /// [`NetworkSpec::validate`]).
+    pub fn requested_vni(&self) -> Option<u32> {
+        self.driver_option(OPT_VXLAN_ID_LIST)
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_object_name("network", &self.annotations.name)?;
+        if let Some(v) = self.driver_option(OPT_MTU)
+            && !v.trim().parse().is_ok_and(|m: u32| MTU_RANGE.contains(&m))
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "invalid {OPT_MTU} {v:?}: an MTU from {} to {}",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            )));
+        }
+        if let Some(v) = self.driver_option(OPT_VXLAN_ID_LIST)
+            && !v
+                .trim()
+                .parse()
+                .is_ok_and(|id: u32| (1..=MAX_VXLAN_ID).contains(&id))
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "invalid {OPT_VXLAN_ID_LIST} {v:?}: one VXLAN id from 1 to {MAX_VXLAN_ID} \
+                 (an overlay has one subnet)"
+            )));
+        }
         if self.driver_name() != DRIVER_OVERLAY {
             return Err(ApiError::invalid_argument(format!(
                 "network driver {:?} is not supported in swarm scope (only \"overlay\")",
@@ -336,6 +383,15 @@ impl NetworkCreateRequest {
         } else {
             &self.driver
         };
+        if self
+            .ipam
+            .as_ref()
+            .is_some_and(|i| i.config.iter().any(|c| !c.auxiliary_addresses.is_empty()))
+        {
+            return Err(ApiError::invalid_argument(
+                "auxiliary addresses are not supported on overlay networks",
+            ));
+        }
         let ipam = self.ipam.as_ref().map(|i| IPAMOptions {
             driver: Driver {
                 name: if i.driver.is_empty() {
@@ -480,9 +536,23 @@ pub fn subnets_overlap(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// Checks user IPAM configs: valid subnets, gateway and range inside, no overlaps between them.
+/// IPv4 ranges no overlay subnet may touch.
+const RESERVED_V4: [(&str, &str); 4] = [
+    ("0.0.0.0/8", "\"this network\""),
+    ("127.0.0.0/8", "loopback"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+];
+
+/// Checks user IPAM configs: at most one, a usable subnet, gateway and range inside it.
 pub fn validate_ipam_configs(configs: &[IPAMConfig]) -> Result<(), ApiError> {
-    let mut nets: Vec<IpNet> = Vec::new();
+    // The data plane gives each overlay one subnet and one gateway on each node.
+    if configs.len() > 1 {
+        return Err(ApiError::invalid_argument(format!(
+            "an overlay network takes one IPv4 subnet ({} IPAM configs given)",
+            configs.len()
+        )));
+    }
     for c in configs {
         if c.subnet.is_empty() {
             if !c.range.is_empty() || !c.gateway.is_empty() {
@@ -493,6 +563,14 @@ pub fn validate_ipam_configs(configs: &[IPAMConfig]) -> Result<(), ApiError> {
             continue;
         }
         let net = parse_subnet(&c.subnet)?;
+        if let Some((range, what)) = RESERVED_V4
+            .iter()
+            .find(|(r, _)| r.parse().is_ok_and(|r: IpNet| subnets_overlap(&r, &net)))
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "subnet {net} overlaps {range} ({what}), which containers cannot use"
+            )));
+        }
         if let IpNet::V4(v4) = net
             && v4.prefix_len() > 30
         {
@@ -521,12 +599,6 @@ pub fn validate_ipam_configs(configs: &[IPAMConfig]) -> Result<(), ApiError> {
                 )));
             }
         }
-        if let Some(other) = nets.iter().find(|n| subnets_overlap(n, &net)) {
-            return Err(ApiError::invalid_argument(format!(
-                "subnets {other} and {net} overlap"
-            )));
-        }
-        nets.push(net);
     }
     Ok(())
 }
@@ -573,6 +645,74 @@ mod tests {
             ..Default::default()
         };
         assert!(bad_sub.to_spec().unwrap_err().message.contains("gateway"));
+    }
+
+    #[test]
+    fn options_and_ipam_that_cannot_be_honoured_are_refused() {
+        let req = |f: &dyn Fn(&mut NetworkCreateRequest)| {
+            let mut r = NetworkCreateRequest {
+                name: "n".into(),
+                driver: "overlay".into(),
+                ..Default::default()
+            };
+            f(&mut r);
+            r.to_spec().and_then(|s| s.validate().map(|()| s))
+        };
+        fn subnets(list: &[&str]) -> impl Fn(&mut NetworkCreateRequest) + use<> {
+            let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            move |r| {
+                r.ipam = Some(IPAM {
+                    config: list
+                        .iter()
+                        .map(|s| IPAMRequestConfig {
+                            subnet: s.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+            }
+        }
+        fn opt(k: &'static str, v: &'static str) -> impl Fn(&mut NetworkCreateRequest) {
+            move |r| {
+                r.options.insert(k.into(), v.into());
+            }
+        }
+        for (bad, why) in [
+            (
+                req(&subnets(&["10.1.0.0/24", "10.2.0.0/24"])),
+                "one IPv4 subnet",
+            ),
+            (req(&subnets(&["127.0.0.0/24"])), "loopback"),
+            (req(&subnets(&["224.1.0.0/16"])), "multicast"),
+            (req(&subnets(&["0.0.0.0/0"])), "this network"),
+            (req(&opt(OPT_MTU, "100")), "an MTU from 576"),
+            (req(&opt(OPT_MTU, "big")), "an MTU from 576"),
+            (req(&opt(OPT_VXLAN_ID_LIST, "0")), "one VXLAN id"),
+            (req(&opt(OPT_VXLAN_ID_LIST, "16777216")), "one VXLAN id"),
+            (req(&opt(OPT_VXLAN_ID_LIST, "5000,5001")), "one VXLAN id"),
+        ] {
+            let e = bad.expect_err(why);
+            assert!(e.message.contains(why), "{why}: {}", e.message);
+        }
+        let aux = req(&|r| {
+            r.ipam = Some(IPAM {
+                config: vec![IPAMRequestConfig {
+                    subnet: "10.3.0.0/24".into(),
+                    auxiliary_addresses: [("h".into(), "10.3.0.9".into())].into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+        });
+        assert!(aux.expect_err("aux").message.contains("auxiliary"));
+        let ok = req(&|r| {
+            opt(OPT_MTU, "1400")(r);
+            opt(OPT_VXLAN_ID_LIST, "5000")(r);
+            subnets(&["10.4.0.0/24"])(r);
+        })
+        .expect("valid options");
+        assert_eq!((ok.mtu(), ok.requested_vni()), (Some(1400), Some(5000)));
     }
 
     #[test]
@@ -644,8 +784,8 @@ mod tests {
             subnet: s.into(),
             ..IPAMConfig::default()
         };
-        assert!(validate_ipam_configs(&[cfg("10.0.0.0/16"), cfg("10.0.1.0/24")]).is_err());
-        validate_ipam_configs(&[cfg("10.0.0.0/24"), cfg("10.0.1.0/24")]).unwrap();
+        assert!(validate_ipam_configs(&[cfg("10.0.0.0/24"), cfg("10.0.1.0/24")]).is_err());
+        validate_ipam_configs(&[cfg("10.0.0.0/24")]).unwrap();
         let ranged = IPAMConfig {
             subnet: "10.0.0.0/16".into(),
             range: "10.1.0.0/24".into(),

@@ -19,7 +19,7 @@ use shoal_types::{ApiError, Cluster, Driver, Network};
 pub const INGRESS_VNI: u32 = 4096;
 pub const FIRST_VNI: u32 = 4097;
 /// VXLAN ids are 24 bits.
-pub const MAX_VNI: u32 = (1 << 24) - 1;
+pub const MAX_VNI: u32 = shoal_types::network::MAX_VXLAN_ID;
 
 /// Driver-state option prefix under which the `ingress` network records each node's
 /// routing-mesh address (`<prefix><node id>` = "10.0.0.3/24"). Kept in the store so a new leader
@@ -144,9 +144,18 @@ pub fn allocate_network(
             IpNet::V4(s),
         )?);
     }
-    let vni = match net.vni() {
-        Some(v) => v,
-        None => next_vni(net.spec.ingress, others)
+    let vni = match (net.vni(), net.spec.requested_vni()) {
+        (Some(v), _) => v,
+        (None, Some(v)) => {
+            if let Some(o) = others.iter().find(|o| o.vni() == Some(v)) {
+                return Err(ApiError::conflict(format!(
+                    "VXLAN id {v} is already used by network {}",
+                    o.spec.annotations.name
+                )));
+            }
+            v
+        }
+        (None, None) => next_vni(net.spec.ingress, others)
             .ok_or_else(|| ApiError::internal("no free VXLAN id left"))?,
     };
     let driver_opts = net

@@ -120,6 +120,51 @@ fn create_allocates_subnets_and_vnis() {
     );
 }
 
+fn with_option(mut spec: NetworkSpec, key: &str, value: &str) -> NetworkSpec {
+    spec.driver_configuration
+        .get_or_insert_with(Default::default)
+        .options
+        .insert(key.into(), value.into());
+    spec
+}
+
+#[test]
+fn a_requested_vxlan_id_is_honoured_once() {
+    let mut sim = Sim::new();
+    let vni_opt = "com.docker.network.driver.overlay.vxlanid_list";
+    let n = create_network(
+        &sim.mem,
+        with_option(net_spec("a", ""), vni_opt, "5000"),
+        sim.now,
+    )
+    .expect("free id");
+    assert_eq!(n.vni(), Some(5000));
+    sim.mem
+        .apply(&[Change::Create(Object::Network(n))])
+        .expect("create applies");
+    let before = sim.mem.index();
+    let e = create_network(
+        &sim.mem,
+        with_option(net_spec("b", ""), vni_opt, "5000"),
+        sim.now,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(
+        e.message.contains("already used by network a"),
+        "{}",
+        e.message
+    );
+    let e = create_network(
+        &sim.mem,
+        with_option(net_spec("c", ""), vni_opt, "4096"),
+        sim.now,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("network ingress"), "{}", e.message);
+    assert_eq!(sim.mem.index(), before, "nothing written");
+}
+
 #[test]
 fn bad_networks_refused() {
     let mut sim = Sim::new();

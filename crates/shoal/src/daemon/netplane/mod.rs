@@ -661,6 +661,7 @@ impl NetPlane {
             vtep
         };
         let mtu = shoal_net::overlay_mtu(underlay_mtu, p.encrypted).map_err(|e| anyhow!("{e}"))?;
+        let mtu = p.mtu_cap.map_or(mtu, |cap| cap.min(mtu));
         let spec = OverlaySpec {
             network_id: p.network_id.clone(),
             vni: p.vni,

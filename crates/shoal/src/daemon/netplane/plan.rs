@@ -27,6 +27,8 @@ pub struct AttachPlan {
     pub gateway: Ipv4Addr,
     pub ip: Ipv4Addr,
     pub aliases: Vec<String>,
+    /// The network's `com.docker.network.driver.mtu`: the overlay MTU never exceeds it.
+    pub mtu_cap: Option<u32>,
 }
 
 /// Subnet and gateway of an allocated network (the allocator's IPAM view, else the spec's).
@@ -98,6 +100,7 @@ pub fn attach_plan(a: &NetworkAttachment) -> Result<AttachPlan, String> {
         gateway,
         ip,
         aliases: a.aliases.clone(),
+        mtu_cap: n.spec.mtu(),
     })
 }
 
