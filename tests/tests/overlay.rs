@@ -51,6 +51,18 @@ fn running_tasks(lab: &Lab, service: &str) -> Vec<RunningTask> {
         .collect()
 }
 
+/// The running tasks of `service` once there are exactly `n` of them (within a minute).
+fn wait_running(lab: &Lab, service: &str, n: usize) -> Result<Vec<RunningTask>> {
+    wait_for(
+        &format!("{n} running {service} task(s)"),
+        Duration::from_secs(60),
+        || {
+            let t = running_tasks(lab, service);
+            Ok((t.len() == n).then_some(t))
+        },
+    )
+}
+
 /// Lab host index (1-based) of a node ID.
 fn host_of(lab: &Lab, node_id: &str) -> Result<usize> {
     let nodes = lab.host(1).api_get("/v1.47/nodes")?;
@@ -144,11 +156,7 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
         "600",
     ])
     .unwrap();
-    let web = wait_for("2 running web tasks", Duration::from_secs(60), || {
-        let t = running_tasks(&lab, "web");
-        Ok((t.len() == 2).then_some(t))
-    })
-    .unwrap();
+    let web = wait_running(&lab, "web", 2).unwrap();
     let client = wait_for("a running client task", Duration::from_secs(60), || {
         Ok(running_tasks(&lab, "client").pop())
     })
@@ -244,11 +252,7 @@ fn overlay_services_by_name_vip_mesh_scale_and_cleanup() {
 
     // Scale down: the gone task leaves DNS and the VIP set within seconds.
     h1.docker(&["service", "scale", "-d", "web=1"]).unwrap();
-    let left = wait_for("1 running web task", Duration::from_secs(60), || {
-        let t = running_tasks(&lab, "web");
-        Ok((t.len() == 1).then_some(t))
-    })
-    .unwrap();
+    let left = wait_running(&lab, "web", 1).unwrap();
     let t0 = Instant::now();
     let remaining = front_ips(&left, &net);
     wait_for("tasks.web shrinks", Duration::from_secs(5), || {
@@ -392,10 +396,7 @@ fn daemon_restart_keeps_and_adopts_container_networking() -> Result<()> {
         "sleep",
         "600",
     ])?;
-    let web = wait_for("2 running web tasks", Duration::from_secs(60), || {
-        let t = running_tasks(&lab, "web");
-        Ok((t.len() == 2).then_some(t))
-    })?;
+    let web = wait_running(&lab, "web", 2)?;
     let client = wait_for("client running", Duration::from_secs(60), || {
         Ok(running_tasks(&lab, "client").pop())
     })?;
@@ -824,10 +825,7 @@ fn network_mtu_and_vxlan_id_options_reach_the_data_plane() -> Result<()> {
         "sleep",
         "600",
     ])?;
-    let tasks = wait_for("both tasks running", Duration::from_secs(60), || {
-        let t = running_tasks(&lab, "cap");
-        Ok((t.len() == 2).then_some(t))
-    })?;
+    let tasks = wait_running(&lab, "cap", 2)?;
     for t in &tasks {
         let mtu = in_container(&lab, &t.container, &["cat", "/sys/class/net/eth0/mtu"])?;
         assert_eq!(mtu.trim(), "1300", "eth0 of {}", t.container);
