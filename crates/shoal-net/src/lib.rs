@@ -34,9 +34,8 @@ pub const VXLAN_PORT: u16 = 4789;
 /// MTU for an overlay's bridge and endpoints so that encapsulation never fragments.
 pub fn overlay_mtu(underlay_mtu: u32, encrypted: bool) -> Result<u32> {
     let overhead = VXLAN_OVERHEAD + if encrypted { WIREGUARD_OVERHEAD } else { 0 };
-    // 576 is the smallest MTU an IPv4 host must accept; below that the overlay is useless.
     match underlay_mtu.checked_sub(overhead) {
-        Some(m) if m >= 576 => Ok(m),
+        Some(m) if m >= *shoal_types::network::MTU_RANGE.start() => Ok(m),
         _ => Err(NetError::Invalid(format!(
             "underlay MTU {underlay_mtu} too small for overlay overhead {overhead}"
         ))),

@@ -58,7 +58,7 @@ impl OverlaySpec {
             )));
         }
         check_in_subnet(self.subnet, self.gateway, "gateway")?;
-        if !(576..=65535).contains(&self.mtu) {
+        if !shoal_types::network::MTU_RANGE.contains(&self.mtu) {
             return Err(NetError::Invalid(format!(
                 "overlay MTU {} out of range",
                 self.mtu

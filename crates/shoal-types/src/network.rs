@@ -151,7 +151,7 @@ impl NetworkSpec {
     pub fn validate(&self) -> Result<(), ApiError> {
         validate_object_name("network", &self.annotations.name)?;
         if let Some(v) = self.driver_option(OPT_MTU)
-            && !v.trim().parse().is_ok_and(|m: u32| MTU_RANGE.contains(&m))
+            && !self.mtu().is_some_and(|m| MTU_RANGE.contains(&m))
         {
             return Err(ApiError::invalid_argument(format!(
                 "invalid {OPT_MTU} {v:?}: an MTU from {} to {}",
@@ -160,10 +160,9 @@ impl NetworkSpec {
             )));
         }
         if let Some(v) = self.driver_option(OPT_VXLAN_ID_LIST)
-            && !v
-                .trim()
-                .parse()
-                .is_ok_and(|id: u32| (1..=MAX_VXLAN_ID).contains(&id))
+            && !self
+                .requested_vni()
+                .is_some_and(|id| (1..=MAX_VXLAN_ID).contains(&id))
         {
             return Err(ApiError::invalid_argument(format!(
                 "invalid {OPT_VXLAN_ID_LIST} {v:?}: one VXLAN id from 1 to {MAX_VXLAN_ID} \

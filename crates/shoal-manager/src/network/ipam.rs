@@ -18,8 +18,6 @@ use shoal_types::{ApiError, Cluster, Driver, Network};
 /// The VXLAN id of the `ingress` network; other networks get ids from `FIRST_VNI` up.
 pub const INGRESS_VNI: u32 = 4096;
 pub const FIRST_VNI: u32 = 4097;
-/// VXLAN ids are 24 bits.
-pub const MAX_VNI: u32 = shoal_types::network::MAX_VXLAN_ID;
 
 /// Driver-state option prefix under which the `ingress` network records each node's
 /// routing-mesh address (`<prefix><node id>` = "10.0.0.3/24"). Kept in the store so a new leader
@@ -206,7 +204,7 @@ pub fn next_vni(ingress: bool, others: &[&Network]) -> Option<u32> {
     if ingress && !used.contains(&INGRESS_VNI) {
         return Some(INGRESS_VNI);
     }
-    (FIRST_VNI..=MAX_VNI).find(|v| !used.contains(v))
+    (FIRST_VNI..=shoal_types::network::MAX_VXLAN_ID).find(|v| !used.contains(v))
 }
 
 /// One subnet of a network: the addresses it may hand out and those taken.

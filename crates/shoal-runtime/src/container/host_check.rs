@@ -56,7 +56,7 @@ pub fn cgroup_layout() -> CgroupLayout {
     layout_from(&mounts, ctl.as_deref())
 }
 
-/// The runtime binary as found on `PATH` (or the path given).
+/// A binary as found on `PATH` (or the path given, if it is a file).
 pub fn find_binary(bin: &str) -> Option<PathBuf> {
     if bin.contains('/') {
         return Path::new(bin).is_file().then(|| PathBuf::from(bin));

@@ -42,7 +42,7 @@ pub use docker::{ResolvedImage, from_create_request, health_from_wire};
 pub use error::{Error, Result};
 pub use exec::{ExecInfo, ExecOutputStream, ExecSpec};
 pub use executor::{Executor, ExecutorError, TaskExit};
-pub use host_check::{CgroupLayout, cgroup_layout, check_runtime};
+pub use host_check::{CgroupLayout, cgroup_layout, check_runtime, find_binary};
 pub use logs::{LogOptions, LogRecord, LogStream, LogStreamBox};
 pub use runtime::{
     ExecOptions, ExecOutput, ExitStatus, RemoveOptions, RestoreReport, Runtime, RuntimeOptions,

@@ -59,11 +59,6 @@ fn init_tracing(cfg: &DaemonConfig) -> Result<()> {
     Ok(())
 }
 
-fn on_path(bin: &std::path::Path) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
-}
-
 /// The container runtime of this node; containers that kept running while the daemon was down
 /// are re-attached, dead ones get their recorded exit status.
 async fn open_runtime(cfg: &DaemonConfig) -> Result<shoal_runtime::container::Runtime> {
@@ -72,7 +67,7 @@ async fn open_runtime(cfg: &DaemonConfig) -> Result<shoal_runtime::container::Ru
         .and_then(|p| p.parent().map(|d| d.join("shoal-monitor")))
         .filter(|p| p.exists())
         .unwrap_or_else(|| "shoal-monitor".into());
-    if !monitor_bin.is_absolute() && !on_path(&monitor_bin) {
+    if shoal_runtime::container::find_binary(&monitor_bin.to_string_lossy()).is_none() {
         // Managers without containers work without it, so this is not fatal.
         tracing::warn!(
             "shoal-monitor is neither next to the shoal binary nor on PATH: containers on this \
